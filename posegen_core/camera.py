@@ -1,0 +1,106 @@
+"""Cameras: viewpoint K -> camera-frame skeleton, intrinsics, projection.
+
+Frames: the body (world) frame is SMPL's (y up, subject's left +x, facing +z). The camera frame is OpenCV's
+(x right, y down, z forward). The viewpoint K is an axis-angle rotation *in the camera frame* of the subject about
+its root: K = 0 is the frontal view (optical axis horizontal, through the pelvis, camera in front of the subject);
+K = (pi/2, 0, 0) tips the head towards the camera, i.e. a top view; K = (-pi/2, 0, 0) a bottom view;
+K = (0, pi/2, 0) shows the subject's side. Equivalently the camera orbits the root by K^T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import ShapeError
+from .rotations import axis_angle_to_matrix
+from .validation import check_tensor
+
+#: Body frame -> frontal camera frame: a half turn about x (y up -> y down, facing +z -> facing the camera).
+FRONTAL = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
+
+
+def frontal_rotation(dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+    return torch.tensor(FRONTAL, dtype=dtype, device=device)
+
+
+def viewpoint_rotation(viewpoint: torch.Tensor) -> torch.Tensor:
+    """K (B, 3) axis-angle -> R (B, 3, 3) with x_cam = R @ (x_body - root) + t."""
+    check_tensor(viewpoint, "viewpoint", (None, 3), hint="K is one axis-angle vector per sample.")
+    return axis_angle_to_matrix(viewpoint) @ frontal_rotation(viewpoint.dtype, viewpoint.device)
+
+
+def to_camera_frame(
+    joints: torch.Tensor,
+    rotations: torch.Tensor,
+    viewpoint: torch.Tensor,
+    distance: float | torch.Tensor = 4.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Place a body-frame skeleton in front of the camera seen from viewpoint K.
+
+    Args:
+        joints: (B, 24, 3) body-frame joints (any root position).
+        rotations: (B, 24, 3, 3) body-frame global joint rotations.
+        viewpoint: (B, 3) axis-angle K.
+        distance: metres from the camera centre to the root, along the optical axis.
+
+    Returns:
+        camera-frame joints (B, 24, 3) with the root at (0, 0, distance) and camera-frame rotations (B, 24, 3, 3).
+    """
+    r = viewpoint_rotation(viewpoint)
+    rel = joints - joints[:, :1]
+    cam = torch.einsum("bij,bkj->bki", r, rel)
+    offset = torch.zeros_like(cam[:, :1])
+    offset[..., 2] = 1.0
+    cam = cam + offset * (distance if not isinstance(distance, torch.Tensor) else distance.view(-1, 1, 1))
+    return cam, r[:, None] @ rotations
+
+
+def root_relative(joints: torch.Tensor) -> torch.Tensor:
+    """Subtract the pelvis (joint 0): the ground-truth convention for feedback, training and metrics."""
+    return joints - joints[..., :1, :]
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels for an image of ``height`` x ``width``."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        if not (self.fx > 0 and self.fy > 0):
+            raise ShapeError(f"focal lengths must be positive pixels; got fx={self.fx}, fy={self.fy}.")
+        if self.height <= 0 or self.width <= 0:
+            raise ShapeError(f"image size must be positive; got {self.height}x{self.width}.")
+
+    @classmethod
+    def framing(cls, image_size: int | tuple[int, int], distance: float = 4.0, extent: float = 2.2) -> "Intrinsics":
+        """Intrinsics whose image spans ``extent`` metres at ``distance`` (default: a standing body with raised arms)."""
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        f = min(h, w) * distance / extent
+        return cls(f, f, w / 2.0, h / 2.0, h, w)
+
+    def scaled(self, factor: float) -> "Intrinsics":
+        """The same camera for an image resized by ``factor``."""
+        return Intrinsics(
+            self.fx * factor, self.fy * factor, self.cx * factor, self.cy * factor,
+            round(self.height * factor), round(self.width * factor),
+        )
+
+    def matrix(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+        return torch.tensor(
+            [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]], dtype=dtype, device=device
+        )
+
+
+def project(points: torch.Tensor, intrinsics: Intrinsics, min_depth: float = 1e-4) -> torch.Tensor:
+    """Perspective projection of camera-frame points (..., 3) to pixels (..., 2) (pixel centres at +0.5)."""
+    z = points[..., 2:].clamp_min(min_depth)
+    uv = points[..., :2] / z
+    return torch.stack([uv[..., 0] * intrinsics.fx + intrinsics.cx, uv[..., 1] * intrinsics.fy + intrinsics.cy], -1)

@@ -1,0 +1,49 @@
+"""Shape and value checks with messages that name the expected shape."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .errors import ShapeError
+
+
+def check_tensor(
+    x: object,
+    name: str,
+    shape: Sequence[int | None],
+    *,
+    finite: bool = True,
+    hint: str = "",
+) -> torch.Tensor:
+    """Check that ``x`` is a tensor of the given shape (``None`` = any size) and, optionally, finite.
+
+    Returns ``x`` so the check can be used inline. The error message names the expected shape, e.g. ``(B, 23, 3)``.
+    """
+    expected = "(" + ", ".join("B" if i == 0 and s is None else ("*" if s is None else str(s)) for i, s in enumerate(shape)) + ")"
+    if not isinstance(x, torch.Tensor):
+        raise ShapeError(f"{name} must be a torch.Tensor of shape {expected}; got {type(x).__name__}.")
+    ok = x.dim() == len(shape) and all(s is None or s == d for s, d in zip(shape, x.shape))
+    if not ok:
+        msg = f"{name} must have shape {expected}; got {tuple(x.shape)}."
+        if hint:
+            msg += " " + hint
+        raise ShapeError(msg)
+    if not x.is_floating_point():
+        raise ShapeError(f"{name} must be a floating-point tensor; got dtype {x.dtype}.")
+    if finite and not bool(torch.isfinite(x).all()):
+        raise ShapeError(f"{name} contains NaN or infinite values; check the poses or cameras that produced it.")
+    return x
+
+
+def check_images(images: object, name: str = "images") -> torch.Tensor:
+    """Images follow the contract: (B, 3, H, W), float, values in [0, 1]."""
+    images = check_tensor(images, name, (None, 3, None, None), hint="Images are (B, 3, H, W), RGB, float in [0, 1].")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -1e-3 or hi > 1.0 + 1e-3:
+        raise ShapeError(
+            f"{name} must hold values in [0, 1]; got range [{lo:.3g}, {hi:.3g}]. "
+            "Divide 8-bit images by 255 and do not normalise them: each estimator normalises its own input."
+        )
+    return images
