@@ -1,0 +1,1 @@
+"""Backbones in plain torch with the official checkpoints' parameter names."""

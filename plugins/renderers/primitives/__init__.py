@@ -1,0 +1,1 @@
+"""The primitives renderer (default, CPU, differentiable)."""
