@@ -6,4 +6,13 @@ package and the core registers every module listed here.
 
 PLUGIN_MODULES: tuple[str, ...] = (
     "posegen_plugins.priors",
+    "posegen_plugins.renderers.anerf",
+    "posegen_plugins.renderers.primitives",
+    "posegen_plugins.discriminators.parts",
+    "posegen_plugins.estimators.simple",
+    "posegen_plugins.estimators.spin",
+    "posegen_plugins.estimators.hybrik",
+    "posegen_plugins.pose_sources.procedural",
+    "posegen_plugins.pose_sources.bvh",
+    "posegen_plugins.pose_sources.amass",
 )

@@ -9,7 +9,7 @@ Public API (import as ``import posegen_core as pg``)::
 
 from __future__ import annotations
 
-from . import camera, kinematics, rotations, skeleton
+from . import camera, io, kinematics, losses, metrics, rotations, skeleton, spin_data, validation
 from .body_models import BodyOutput, SkeletonBody, SMPLBody, create_body_model
 from .camera import Intrinsics, project, root_relative, to_camera_frame, viewpoint_rotation
 from .errors import (
@@ -53,3 +53,8 @@ __all__ = [
     "create_renderer", "forward_kinematics", "get_registry", "hookimpl", "kinematics", "list_plugins", "project",
     "root_relative", "rotations", "skeleton", "thresholded_joint_loss", "to_camera_frame", "viewpoint_rotation",
 ]
+
+from .config import PretrainConfig, RunConfig  # noqa: E402
+from .loop import PoseGenRun, RunResult, evaluate_estimator, resume, run  # noqa: E402
+
+__all__ += ["PoseGenRun", "PretrainConfig", "RunConfig", "RunResult", "evaluate_estimator", "resume", "run"]

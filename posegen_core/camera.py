@@ -48,6 +48,10 @@ def to_camera_frame(
     Returns:
         camera-frame joints (B, 24, 3) with the root at (0, 0, distance) and camera-frame rotations (B, 24, 3, 3).
     """
+    check_tensor(joints, "joints", (None, None, 3), hint="Body-frame joints, one (J, 3) set per sample.")
+    check_tensor(rotations, "rotations", (joints.shape[0], joints.shape[1], 3, 3),
+                 hint="One global rotation matrix per joint.")
+    check_tensor(viewpoint, "viewpoint", (joints.shape[0], 3), hint="K is one axis-angle vector per sample.")
     r = viewpoint_rotation(viewpoint)
     rel = joints - joints[:, :1]
     cam = torch.einsum("bij,bkj->bki", r, rel)
@@ -104,3 +108,26 @@ def project(points: torch.Tensor, intrinsics: Intrinsics, min_depth: float = 1e-
     z = points[..., 2:].clamp_min(min_depth)
     uv = points[..., :2] / z
     return torch.stack([uv[..., 0] * intrinsics.fx + intrinsics.cx, uv[..., 1] * intrinsics.fy + intrinsics.cy], -1)
+
+
+def viewpoint_from_angles(
+    elevation: torch.Tensor, azimuth: torch.Tensor, roll: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Axis-angle K (..., 3) for a camera at ``elevation`` (radians; + looks down from above) and ``azimuth``
+    (radians; + turns the subject's left side towards the camera), with optional ``roll`` about the optical axis."""
+    from .rotations import matrix_to_axis_angle, rotation_about_axis
+
+    r = rotation_about_axis("x", elevation) @ rotation_about_axis("y", azimuth)
+    if roll is not None:
+        r = rotation_about_axis("z", roll) @ r
+    return matrix_to_axis_angle(r)
+
+
+def viewpoint_angles(viewpoint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(elevation, azimuth) in radians of the camera seen from the subject: the direction of the camera centre in the
+    subject's upright body frame. Elevation +pi/2 is straight above (a top view); azimuth 0 is in front."""
+    r = viewpoint_rotation(viewpoint)  # x_cam = R x_body (+ t): the camera centre is at -R^T t in body coordinates
+    to_cam = -r.transpose(-1, -2)[..., :, 2]  # body-frame unit vector from the root to the camera
+    elevation = torch.asin(to_cam[..., 1].clamp(-1.0, 1.0))
+    azimuth = torch.atan2(to_cam[..., 0], to_cam[..., 2])
+    return elevation, azimuth

@@ -112,7 +112,11 @@ def plugins(as_json: bool) -> None:
 
 
 def main() -> None:  # console-script entry point
-    cli(prog_name="posegen")
+    try:
+        cli(prog_name="posegen")
+    except PosegenError as e:  # raised outside a command, e.g. by strict plugin loading while listing commands
+        click.secho(f"Error: {e}", fg="red", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

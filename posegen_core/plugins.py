@@ -80,13 +80,19 @@ class PluginRegistry:
 
             def register(name: str, factory: Callable[..., Any], description: str = "", *, _p=impl.plugin_name,
                          _d=dist, _v=version) -> None:
-                _validate(kind, name, factory, base)
-                existing = self.plugins[kind].get(name)
-                if existing is not None:
-                    raise PluginError(
-                        f"{kind} '{name}' from {_p} is already registered by {existing.plugin}"
-                        f"{' (' + existing.distribution + ')' if existing.distribution else ''}; choose another name."
-                    )
+                # A refused registration is recorded (and raised in strict mode); the plugin's others still count.
+                try:
+                    _validate(kind, name, factory, base)
+                    existing = self.plugins[kind].get(name)
+                    if existing is not None:
+                        raise PluginError(
+                            f"{kind} '{name}' from {_p} is already registered by {existing.plugin}"
+                            f"{' (' + existing.distribution + ')' if existing.distribution else ''}; "
+                            "choose another name."
+                        )
+                except PluginError as e:
+                    self._fail(_p, _d, e)
+                    return
                 if not description:
                     description = (inspect.getdoc(factory) or "").split("\n")[0]
                 self.plugins[kind][name] = PluginInfo(kind, name, factory, description, _p, _d, _v)
@@ -97,10 +103,18 @@ class PluginRegistry:
                 self._fail(impl.plugin_name, dist, e)
 
     def _fail(self, source: str, dist: str, e: BaseException) -> None:
+        """Record a load failure; in strict mode (POSEGEN_STRICT_PLUGINS=1) raise it instead of carrying on."""
+        if getattr(e, "_posegen_recorded", False):  # strict mode: already recorded further down, pass it up
+            raise e
         failure = PluginFailure(source, dist, f"{type(e).__name__}: {e}", traceback.format_exc())
         self.failures.append(failure)
         if strict_mode():
-            raise PluginError(f"plugin {source} failed to load: {failure.error}") from e
+            err = PluginError(
+                f"plugin {source} failed to load: {failure.error} (strict mode: unset POSEGEN_STRICT_PLUGINS "
+                "to skip broken plugins and see them in `posegen plugins`)"
+            )
+            err._posegen_recorded = True  # type: ignore[attr-defined]
+            raise err from e
 
     # -- lookup ----------------------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> PluginInfo:
@@ -174,26 +188,39 @@ def build_registry(extra_plugins: tuple[Any, ...] = ()) -> PluginRegistry:
         except Exception as e:
             registry._fail(f"{ep.name} = {ep.value}", dist[0], e)
     for module in extra_plugins:
-        _register_module(registry, module, getattr(module, "__name__", repr(module)), ("", ""))
-    # Unknown hook names: a typo such as posegen_register_estimator would otherwise be silently ignored.
-    for plugin_name, plugin in registry.manager.list_name_plugin():
-        bad = [
-            attr for attr in dir(plugin)
-            if attr.startswith("posegen_") and callable(getattr(plugin, attr, None))
-            and not hasattr(Hookspecs, attr)
-        ]
-        for attr in bad:
-            close = difflib.get_close_matches(attr, [h for h in dir(Hookspecs) if h.startswith("posegen_")], n=1)
-            hint = f" Did you mean {close[0]}?" if close else ""
-            registry._fail(plugin_name, registry.distributions.get(plugin_name, ("", ""))[0],
-                           PluginError(f"unknown hook {attr}.{hint}"))
-    try:
-        registry.manager.check_pending()
-    except pluggy.PluginValidationError as e:
-        registry._fail("pluggy", "", e)
+        name = getattr(module, "__name__", repr(module))
+        try:
+            _register_module(registry, module, name, ("", ""))
+        except Exception as e:
+            registry._fail(name, "", e)
+    _check_hook_names(registry)
     for kind in KINDS:
         registry._register_kind(kind)
     return registry
+
+
+def _check_hook_names(registry: PluginRegistry) -> None:
+    """Report hook implementations pluggy would silently ignore: unknown names (a typo such as
+    ``posegen_register_estimator``) and ``posegen_*`` functions that lack the ``@posegen_core.hookimpl`` marker."""
+    specs = sorted(h for h in dir(Hookspecs) if h.startswith("posegen_"))
+    for plugin_name, plugin in registry.manager.list_name_plugin():
+        dist = registry.distributions.get(plugin_name, ("", ""))[0]
+        for attr in dir(plugin):
+            value = getattr(plugin, attr, None)
+            opts = getattr(value, PROJECT + "_impl", None)
+            if not callable(value) or not (opts is not None or attr.startswith("posegen_")):
+                continue
+            hook = (opts or {}).get("specname") or attr
+            if hook not in specs:
+                if (opts or {}).get("optionalhook"):
+                    continue
+                close = difflib.get_close_matches(hook, specs, n=1)
+                hint = f" Did you mean {close[0]}?" if close else f" Known hooks: {', '.join(specs)}."
+                registry._fail(plugin_name, dist, PluginError(f"unknown hook {hook} in {plugin_name}.{hint}"))
+            elif opts is None:
+                registry._fail(plugin_name, dist, PluginError(
+                    f"{plugin_name}.{attr} is not decorated with @posegen_core.hookimpl, so posegen never calls it."
+                ))
 
 
 _lock = threading.Lock()
@@ -205,6 +232,7 @@ def get_registry(refresh: bool = False) -> PluginRegistry:
     global _registry
     with _lock:
         if _registry is None or refresh:
+            _registry = None  # a failed (strict-mode) build must not leave a stale registry behind
             _registry = build_registry()
         return _registry
 
@@ -214,16 +242,27 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def create(kind: str, name: str, **options: Any) -> Any:
+    """Build the ``kind`` plugin registered as ``name`` with ``options`` (checked against its signature first)."""
     info = get_registry().get(kind, name)
     try:
-        return info.factory(**options)
-    except TypeError as e:
-        sig = ""
+        sig = inspect.signature(info.factory)
+    except (TypeError, ValueError):  # some builtins have no signature: let the call itself complain
+        sig = None
+    if sig is not None:
         try:
-            sig = str(inspect.signature(info.factory))
-        except (TypeError, ValueError):
-            pass
-        raise PluginError(f"could not build {kind} '{name}' with options {sorted(options)}: {e}. Accepted: {sig}") from None
+            sig.bind(**options)
+        except TypeError as e:
+            raise PluginError(
+                f"could not build {kind} '{name}' with options {sorted(options)}: {e}. Accepted: {sig}"
+            ) from None
+    built = info.factory(**options)
+    base = KINDS[kind][1]
+    if not isinstance(built, base):
+        raise PluginError(
+            f"{kind} '{name}' from {info.plugin or 'its plugin'}: the factory returned a {type(built).__name__}, "
+            f"not a posegen_core.{base.__name__}. Report this to the plugin's author."
+        )
+    return built
 
 
 def create_renderer(name: str, **options: Any) -> interfaces.Renderer:

@@ -1,0 +1,142 @@
+"""Rays/s of the A-NeRF renderer with the full SURREAL network (coarse 64 + fine 16 samples, 8x256 MLPs).
+
+Measures, on the same rays of a posed skeleton (inside its bounding cylinder):
+  * ``reference``: a straightforward port of the official computation (per-sample 4x4 world-to-joint transforms,
+    concatenated network inputs, the cat-based skip and colour head), to compare on the same machine;
+  * ``exact``: posegen's renderer (same output; max abs difference reported);
+  * ``fast``: with ``fast=True`` (early ray termination at transmittance 1e-3 and skipping samples whose every cutoff
+    weight is below 1e-4), with the fraction of samples skipped and the max difference to ``exact``.
+The network has random weights (``--checkpoint`` loads a real one): the cost of exact rendering does not depend on
+the weights, but the fast mode's savings from early termination and its error do (trained A-NeRFs are empty far from
+the skeleton and opaque on the body; random ones are neither).
+
+Usage: python benchmarks/anerf.py [--rays 512] [--threads 2] [--device cpu|cuda] [--checkpoint PATH]
+The last line printed is a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+import posegen_core as pg
+from posegen_plugins.renderers.anerf.raycaster import FastOptions, RayBatch, RayCaster
+from posegen_plugins.renderers.anerf.renderer import ANeRFRenderer
+from posegen_plugins.renderers.anerf.sampling import coarse_depths, importance_depths
+from posegen_plugins.renderers.anerf.volume import activate, composite, sample_spacing
+
+
+def reference_render(caster: RayCaster, rays: RayBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official computation written plainly: homogeneous skts per sample, concatenated encodings and layers."""
+    c = caster.config
+    skts = torch.zeros(rays.rot_t.shape[0], 24, 4, 4, dtype=rays.dirs.dtype)
+    skts[..., :3, :3], skts[..., :3, 3], skts[..., 3, 3] = rays.rot_t, -rays.offset, 1.0
+
+    def raw_at(net, z):
+        pts = z[..., None] * rays.dirs[:, None]  # (R, S, 3), origin at the camera centre
+        hom = torch.cat([pts, torch.ones_like(pts[..., :1])], -1)
+        local = torch.einsum("rjab,rsb->rsja", skts[rays.image], hom)[..., :3]
+        pts_in, _ = caster.embed(local)
+        dirs = torch.einsum("rjab,rb->rja", skts[rays.image][..., :3, :3], rays.dirs)
+        view_in = caster.embeddirs(caster.embeddirs.per_ray(dirs), local.norm(dim=-1))
+        x = pts_in
+        h = x
+        for i, layer in enumerate(net.pts_linears):
+            h = torch.relu(layer(h))
+            if i == c.skip and i + 1 < len(net.pts_linears):
+                h = torch.cat([x, h], -1)
+        feat = net.feature_linear(h)
+        rgb = net.rgb_linear(torch.relu(net.views_linears[0](torch.cat([feat, view_in], -1))))
+        return torch.cat([rgb, net.alpha_linear(h)], -1)
+
+    z = coarse_depths(rays.near, rays.far, c.n_samples)
+    rgb, alpha = activate(raw_at(caster.network_fn, z), sample_spacing(z, rays.dirs))
+    _, _, w = composite(rgb, alpha)
+    z_new = importance_depths(0.5 * (z[:, 1:] + z[:, :-1]), w[:, 1:-1], c.n_importance)
+    z_all, _ = torch.sort(torch.cat([z, z_new], -1), -1)
+    rgb, alpha = activate(raw_at(caster.fine, z_all), sample_spacing(z_all, rays.dirs))
+    colour, acc, _ = composite(rgb, alpha)
+    return colour, acc
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    out = fn()  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / repeats, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rays", type=int, default=512)
+    ap.add_argument("--chunk", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--skip-reference", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    renderer = ANeRFRenderer(checkpoint=args.checkpoint, config=None if args.checkpoint else "surreal",
+                             chunk=args.chunk, seed=0).to(args.device)
+    renderer.eval()
+    g = torch.Generator().manual_seed(0)
+    joints, rots = pg.forward_kinematics(torch.zeros(1, 3), torch.randn(1, 23, 3, generator=g) * 0.2)
+    joints, rots = pg.to_camera_frame(joints, rots, torch.zeros(1, 3), 4.0)
+    rays, _ = renderer.skeleton_rays(joints, rots, pg.Intrinsics.framing(128))
+    pick = torch.randperm(rays.dirs.shape[0], generator=g)[: args.rays].to(rays.dirs.device)
+    rays = RayBatch(rays.dirs[pick], rays.near[pick], rays.far[pick], rays.image[pick], rays.rot_t, rays.offset,
+                    rays.frame)
+    n = rays.dirs.shape[0]
+    caster = renderer.caster
+    amp = args.device.startswith("cuda")
+
+    def run(fast: FastOptions, use_amp: bool = False):
+        outs = [caster.render_rays(rays.take(slice(s, s + args.chunk)), fast=fast, amp=use_amp)
+                for s in range(0, n, args.chunk)]
+        return torch.cat([o["rgb"] for o in outs]), torch.cat([o["acc"] for o in outs])
+
+    result: dict[str, object] = {"benchmark": "anerf", "network": "surreal (8x256, coarse 64 + fine 16)",
+                                 "rays": n, "threads": args.threads, "device": args.device,
+                                 "machine": platform.processor() or platform.machine(),
+                                 "weights": args.checkpoint or "random (seed 0)"}
+    with torch.inference_mode():
+        t_exact, (rgb, acc) = timed(lambda: run(FastOptions()), args.repeats)
+        result["exact_rays_per_s"] = round(n / t_exact, 1)
+        if not args.skip_reference:
+            t_ref, (rgb_ref, acc_ref) = timed(lambda: reference_render(caster, rays), max(1, args.repeats // 2))
+            result["reference_rays_per_s"] = round(n / t_ref, 1)
+            result["exact_vs_reference_max_abs_diff"] = float(max((rgb - rgb_ref).abs().max(),
+                                                                  (acc - acc_ref).abs().max()))
+            result["speedup_exact_vs_reference"] = round(t_ref / t_exact, 2)
+        fast = FastOptions(early_stop=1e-3, skip_far=1e-4)
+        t_fast, (rgb_f, acc_f) = timed(lambda: run(fast), args.repeats)
+        result["fast_rays_per_s"] = round(n / t_fast, 1)
+        result["fast_vs_exact_max_abs_diff"] = float(max((rgb - rgb_f).abs().max(), (acc - acc_f).abs().max()))
+        far = caster.embed.negligible_beyond(1e-4)
+        z = coarse_depths(rays.near, rays.far, caster.config.n_samples)
+        local = z[..., None, None] * (rays.rot_t[rays.image] @ rays.dirs[:, None, :, None]).squeeze(-1)[:, None] \
+            - rays.offset[rays.image][:, None]
+        result["coarse_samples_beyond_cutoff"] = round(float((local.norm(dim=-1).min(-1).values >= far).float()
+                                                             .mean()), 3)
+        if amp:
+            t_amp, (rgb_a, _) = timed(lambda: run(FastOptions(), True), args.repeats)
+            result["exact_amp_bf16_rays_per_s"] = round(n / t_amp, 1)
+            result["amp_vs_fp32_max_abs_diff"] = float((rgb - rgb_a).abs().max())
+    if not args.skip_reference:
+        print(f"reference (plain port): {result['reference_rays_per_s']} rays/s")
+    print(f"exact: {result['exact_rays_per_s']} rays/s   fast: {result['fast_rays_per_s']} rays/s")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

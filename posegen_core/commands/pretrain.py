@@ -1,0 +1,46 @@
+"""``posegen pretrain``: train an estimator on the source domain (everyday poses, chest-height cameras)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import click
+
+from ..body_models import create_body_model
+from ..camera import Intrinsics
+from ..config import PretrainConfig
+from ..plugins import create_estimator, create_pose_source, create_renderer
+from ..pretrain import pretrain_estimator
+from ..scene import split_by_take
+
+
+@click.command()
+@click.option("--estimator", default="simple", show_default=True)
+@click.option("--renderer", default="primitives", show_default=True)
+@click.option("--pose-source", default="default", show_default=True)
+@click.option("--steps", default=PretrainConfig.steps, show_default=True, type=int)
+@click.option("--batch-size", default=PretrainConfig.batch_size, show_default=True, type=int)
+@click.option("--lr", default=PretrainConfig.lr, show_default=True, type=float)
+@click.option("--image-size", default=64, show_default=True, type=int)
+@click.option("--test-fraction", default=0.2, show_default=True, type=float,
+              help="Fraction of takes held out (never trained on), as in `posegen run`.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the checkpoint (.pt).")
+def pretrain(estimator: str, renderer: str, pose_source: str, steps: int, batch_size: int, lr: float,
+             image_size: int, test_fraction: float, seed: int, out: str) -> None:
+    """Pre-train ESTIMATOR on renders of the pose source's training takes from chest-height cameras."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = create_estimator(estimator)
+    rend = create_renderer(renderer)
+    poses = create_pose_source(pose_source).load()
+    split = split_by_take(poses, test_fraction, seed)
+    cfg = PretrainConfig(steps=steps, batch_size=batch_size, lr=lr, eval_every=max(1, min(250, steps)))
+    distance = 4.0
+    curve = pretrain_estimator(
+        est, rend, create_body_model(), split.train, cfg, image_size, distance, seed,
+        log=lambda r: click.echo(f"step {r['step']}: loss {r['loss']:.4f}  val MPJPE {r['val_mpjpe_mm']:.1f} mm"),
+    )
+    est.save_checkpoint(Path(out), curve=curve)
+    click.echo(f"wrote {out}")

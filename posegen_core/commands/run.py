@@ -1,0 +1,98 @@
+"""``posegen run``: the PoseGen loop end to end (see posegen_core.loop)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import RunConfig
+from ..errors import ConfigError
+
+#: CLI flag -> RunConfig field (flags left unset keep the config file's or the default value).
+FLAGS = {
+    "renderer": "renderer", "renderer_checkpoint": "renderer_checkpoint", "estimator": "estimator",
+    "estimator_checkpoint": "estimator_checkpoint", "prior": "prior", "discriminator": "discriminator",
+    "pose_source": "pose_source", "scenario": "scenario", "feedback": "feedback", "iters": "iters",
+    "samples": "samples", "image_size": "image_size", "seed": "seed", "out": "out", "finetune": "finetune",
+    "finetune_steps": "finetune_steps", "smpl_model": "smpl_model", "batch_size": "batch_size",
+}
+
+
+def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--set key=value`` pairs; values are JSON when they parse as JSON (numbers, booleans, objects), else text.
+    Dotted keys reach nested tables, e.g. ``pretrain.steps=500`` or ``pose_source_options.path=/data/cmu``."""
+    out: dict[str, Any] = {}
+    for item in values:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE; got '{item}'.")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve_config(config_file: str | None, flags: dict[str, Any], sets: tuple[str, ...]) -> RunConfig:
+    data = RunConfig().to_dict()
+    if config_file:
+        data = _merge(data, RunConfig.from_file(config_file).to_dict())
+    data = _merge(data, {FLAGS[k]: v for k, v in flags.items() if v is not None})
+    data = _merge(data, parse_set(sets))
+    return RunConfig.from_dict(data).validate()
+
+
+@click.command()
+@click.option("--renderer", help="Renderer plugin (default: primitives).")
+@click.option("--renderer-checkpoint", type=click.Path(dir_okay=False), help="Checkpoint for the renderer (e.g. A-NeRF).")
+@click.option("--estimator", help="Estimator plugin (default: simple).")
+@click.option("--estimator-checkpoint", type=click.Path(dir_okay=False),
+              help="Pre-trained estimator checkpoint; without one, `simple` is pre-trained (and cached).")
+@click.option("--prior", help="Latent prior: normal, uniform, spherical.")
+@click.option("--discriminator", help="Discriminator plugin (default: parts).")
+@click.option("--pose-source", help="Real poses for D and the source domain (default: the embedded 'default').")
+@click.option("--scenario", type=click.Choice(["ood", "ind"]), help="ood: seek failures (c - e); ind: seek successes (e).")
+@click.option("--feedback", type=click.Choice(["render", "pose", "none"]),
+              help="render: gradients through pixels; pose: official-code variant; none: no feedback.")
+@click.option("--finetune", type=click.Choice(["after", "loop", "both", "none"]), help="When to fine-tune the estimator.")
+@click.option("--iters", type=int, help="GAN iterations.")
+@click.option("--samples", type=int, help="Size of the generated dataset.")
+@click.option("--finetune-steps", type=int, help="Fine-tuning steps on the generated dataset.")
+@click.option("--batch-size", type=int, help="Batch size of the GAN loop.")
+@click.option("--image-size", type=int, help="Rendered image size in pixels.")
+@click.option("--smpl-model", type=click.Path(), help="SMPL model file (else the SMPL-24 skeleton body is used).")
+@click.option("--seed", type=int, help="Seed of every random draw.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<time>_<renderer>-<estimator>).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML (or JSON) configuration file.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other configuration field (repeatable).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue a stopped run from its folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+def run(config_file: str | None, sets: tuple[str, ...], resume_dir: str | None, overwrite: bool, **flags: Any) -> None:
+    """Learn to generate poses and viewpoints the estimator fails on, build a dataset, fine-tune, evaluate."""
+    from ..loop import PoseGenRun
+
+    if resume_dir:
+        if config_file or sets or any(v is not None for v in flags.values()):
+            raise ConfigError("--resume continues a run with its saved config.json; pass no other options with it.")
+        if not Path(resume_dir).is_dir():
+            raise ConfigError(f"--resume: {resume_dir} does not exist.")
+        result = PoseGenRun.resume(resume_dir).run()
+    else:
+        cfg = resolve_config(config_file, flags, sets)
+        result = PoseGenRun(cfg, overwrite=overwrite).run()
+    click.echo(f"run folder: {result.run_dir}")

@@ -1,0 +1,143 @@
+"""Run configuration as dataclasses (one place for every knob, with the official code's defaults where the paper is
+silent), TOML loading and JSON round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+FEEDBACK_MODES = ("render", "pose", "none")
+FINETUNE_MODES = ("after", "loop", "both", "none")
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-training of the estimator on the source domain (everyday poses, chest-height cameras)."""
+
+    steps: int = 2500
+    batch_size: int = 64
+    lr: float = 2e-3
+    eval_every: int = 250
+    cache: bool = True  # reuse a pre-trained model of the same configuration from the cache folder
+
+
+@dataclass
+class RunConfig:
+    """Everything ``posegen run`` does. Plugin choices are names (or, from Python, ready-built objects)."""
+
+    # plugins
+    renderer: Any = "primitives"
+    renderer_checkpoint: str | None = None
+    renderer_options: dict[str, Any] = field(default_factory=dict)
+    estimator: Any = "simple"
+    estimator_checkpoint: str | None = None
+    estimator_options: dict[str, Any] = field(default_factory=dict)
+    prior: str = "normal"
+    discriminator: str = "parts"
+    discriminator_options: dict[str, Any] = field(default_factory=dict)
+    pose_source: str = "default"
+    pose_source_options: dict[str, Any] = field(default_factory=dict)
+    smpl_model: str | None = None  # SMPL model file; the skeleton body is used when None
+    # the method
+    scenario: str = "ood"  # ood: L_fb = c - e (the paper's best); ind: L_fb = e
+    feedback: str = "render"  # render: through pixels (differentiable renderers); pose: official-code variant; none
+    generate_viewpoint: bool = True  # False: theta only (the paper's A1 ablation), K = 0
+    k_max: float = math.pi  # bound on each component of K (radians)
+    latent_dim: int = 32
+    iters: int = 300
+    batch_size: int = 64
+    feedback_every: int = 1
+    w1: float = 1.0
+    w2: float = 0.1
+    c: float = 1.0  # metres
+    d: float = 0.3  # metres; eq. 13 threshold of the fine-tuning loss (official: 0.2)
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    grad_clip: float = 1.0
+    pool_size: int = 4096
+    # dataset and fine-tuning
+    samples: int = 2000
+    image_size: int = 64
+    camera_distance: float = 4.0
+    finetune: str = "after"  # after (official), loop (P updated in the GAN loop), both, none
+    finetune_steps: int = 600
+    finetune_batch: int = 64
+    lr_p: float = 3e-4
+    source_mix: float = 0.5  # fraction of each fine-tuning batch drawn from the source domain
+    freeze_bn: bool = False
+    # evaluation
+    eval_samples: int = 512
+    test_fraction: float = 0.2  # of the pose source's takes, held out for evaluation only
+    # bookkeeping
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    seed: int = 0
+    out: str | None = None  # the run folder; None -> runs/<timestamp>_<renderer>-<estimator>
+    checkpoint_every: int = 50
+    log_every: int = 10
+    export_images: bool = True
+    report: bool = True
+    threads: int | None = None
+
+    def validate(self) -> "RunConfig":
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ConfigError(msg)
+
+        need(self.scenario in ("ood", "ind"), f"scenario must be 'ood' or 'ind'; got '{self.scenario}'.")
+        need(self.feedback in FEEDBACK_MODES, f"feedback must be one of {', '.join(FEEDBACK_MODES)}; got '{self.feedback}'.")
+        need(self.finetune in FINETUNE_MODES, f"finetune must be one of {', '.join(FINETUNE_MODES)}; got '{self.finetune}'.")
+        for name in ("iters", "samples", "eval_samples", "finetune_batch", "latent_dim"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0; got {getattr(self, name)}.")
+        need(self.batch_size >= 2, f"batch_size must be >= 2 (BatchNorm in G); got {self.batch_size}.")
+        need(self.image_size >= 16, f"image_size must be >= 16 pixels; got {self.image_size}.")
+        need(0.0 <= self.source_mix < 1.0, f"source_mix must be in [0, 1); got {self.source_mix}.")
+        need(0.0 < self.test_fraction < 1.0, f"test_fraction must be in (0, 1); got {self.test_fraction}.")
+        need(self.camera_distance > 0, f"camera_distance must be positive metres; got {self.camera_distance}.")
+        need(self.feedback_every >= 1 and self.checkpoint_every >= 1 and self.log_every >= 1,
+             "feedback_every, checkpoint_every and log_every must be >= 1.")
+        return self
+
+    # -- serialisation ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key in ("renderer", "estimator"):
+            value = getattr(self, key)
+            if not isinstance(value, str):
+                out[key] = getattr(value, "name", type(value).__name__)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            import difflib
+
+            hints = [f"{u} (did you mean {difflib.get_close_matches(u, known, 1)[0]}?)"
+                     if difflib.get_close_matches(u, known, 1) else u for u in unknown]
+            raise ConfigError(f"unknown configuration keys: {', '.join(hints)}.")
+        pre = data.pop("pretrain", {}) or {}
+        pknown = {f.name for f in dataclasses.fields(PretrainConfig)}
+        if set(pre) - pknown:
+            raise ConfigError(f"unknown [pretrain] keys: {', '.join(sorted(set(pre) - pknown))}.")
+        return cls(**data, pretrain=PretrainConfig(**pre))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"configuration file not found: {path}.")
+        text = path.read_text()
+        try:
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"could not parse {path}: {e}") from None
+        return cls.from_dict(data)

@@ -1,0 +1,608 @@
+"""The PoseGen loop, end to end: build the parts, (pre-)train, learn G and D with the estimator's feedback, sample and
+render a dataset from G, fine-tune the estimator on it, evaluate before/after, write the run folder.
+
+Every stage checkpoints atomically into ``checkpoints/state.pt``; ``resume`` continues from the last one and, because
+every random draw comes from generators whose state is checkpointed, ends with the same results as an unbroken run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics
+from .body_models import create_body_model
+from .camera import Intrinsics, viewpoint_angles
+from .config import RunConfig
+from .errors import ConfigError, PosegenError, TrainingError
+from .generator import PoseGenerator
+from .history_pool import HistoryPool
+from .interfaces import Discriminator, Estimator, PoseSet, Prior, Renderer
+from .io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint_file
+from .losses import feedback_loss, generator_objective, lsgan_discriminator_loss, lsgan_generator_loss, mean_joint_error
+from .plugins import (
+    create_discriminator,
+    create_estimator,
+    create_pose_source,
+    create_prior,
+    create_renderer,
+    get_registry,
+)
+from .pretrain import cache_dir, cache_key, pretrain_estimator
+from .scene import (
+    PoseSplit,
+    SceneBatch,
+    novel_viewpoints,
+    render_scene,
+    sample_poses,
+    source_viewpoints,
+    split_by_take,
+)
+
+STAGES = ("gan", "dataset", "finetune", "evaluate", "done")
+EVAL_SPLITS = ("source_views", "novel_views")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+    @property
+    def before(self) -> dict[str, Any]:
+        return self.summary["before"]
+
+    @property
+    def after(self) -> dict[str, Any]:
+        return self.summary["after"]
+
+
+@dataclass
+class Parts:
+    """The built components of a run."""
+
+    renderer: Renderer
+    estimator: Estimator
+    prior: Prior
+    discriminator: Discriminator
+    body_model: nn.Module
+    split: PoseSplit
+    intrinsics: Intrinsics
+    plugin_versions: dict[str, str] = field(default_factory=dict)
+
+
+def _generator(seed: int, stage: str) -> torch.Generator:
+    """One generator per stage, seeded from the run seed, so stages are reproducible independently."""
+    offset = {"gan": 1, "dataset": 2, "finetune": 3, "evaluate": 4, "split": 5, "pretrain": 6}[stage]
+    return torch.Generator().manual_seed(seed * 1000 + offset)
+
+
+def _plugin_version(kind: str, name: str) -> str:
+    info = get_registry().plugins[kind].get(name)
+    return f"{name}=={info.version}" if info is not None and info.version else name
+
+
+# ---------------------------------------------------------------------------------------------------------- build
+def build_parts(cfg: RunConfig, run_dir: Path | None, log: Callable[[str], None]) -> Parts:
+    gen = _generator(cfg.seed, "split")
+    torch.manual_seed(cfg.seed)  # module initialisation (G, D, P) draws from torch's default generator
+    renderer = cfg.renderer
+    if isinstance(renderer, str):
+        opts = dict(cfg.renderer_options)
+        if cfg.renderer_checkpoint:
+            opts["checkpoint"] = cfg.renderer_checkpoint
+        renderer = create_renderer(renderer, **opts)
+    prior = create_prior(cfg.prior)
+    disc = create_discriminator(cfg.discriminator, **cfg.discriminator_options)
+    source = create_pose_source(cfg.pose_source, **cfg.pose_source_options)
+    poses = source.load()
+    split = split_by_take(poses, cfg.test_fraction, cfg.seed)
+    log(
+        f"pose source '{cfg.pose_source}': {len(poses)} frames in {len(np.unique(poses.take))} takes; "
+        f"{len(split.train)} train / {len(split.test)} held-out test frames"
+    )
+    del gen
+    body = create_body_model(cfg.smpl_model)
+    intr = Intrinsics.framing(cfg.image_size, cfg.camera_distance)
+    estimator = _build_estimator(cfg, renderer, body, split.train, intr, run_dir, log)
+    versions = {
+        "renderer": _plugin_version("renderer", cfg.renderer) if isinstance(cfg.renderer, str) else type(renderer).__name__,
+        "estimator": _plugin_version("estimator", cfg.estimator) if isinstance(cfg.estimator, str) else type(estimator).__name__,
+        "prior": _plugin_version("prior", cfg.prior),
+        "discriminator": _plugin_version("discriminator", cfg.discriminator),
+        "pose_source": _plugin_version("pose_source", cfg.pose_source),
+    }
+    return Parts(renderer, estimator, prior, disc, body, split, intr, versions)
+
+
+def _build_estimator(
+    cfg: RunConfig, renderer: Renderer, body: nn.Module, train: PoseSet, intr: Intrinsics,
+    run_dir: Path | None, log: Callable[[str], None],
+) -> Estimator:
+    pretrained_path = run_dir / "checkpoints" / "estimator_pretrained.pt" if run_dir else None
+    if pretrained_path is not None and pretrained_path.is_file() and isinstance(cfg.estimator, str):
+        return create_estimator(cfg.estimator, checkpoint=pretrained_path, **cfg.estimator_options)  # resume
+    if not isinstance(cfg.estimator, str):
+        est = cfg.estimator
+    elif cfg.estimator_checkpoint:
+        est = create_estimator(cfg.estimator, checkpoint=cfg.estimator_checkpoint, **cfg.estimator_options)
+    else:
+        est = _pretrained_from_scratch(cfg, renderer, body, train, log)
+    if pretrained_path is not None:
+        est.save_checkpoint(pretrained_path)
+    return est
+
+
+def _pretrained_from_scratch(
+    cfg: RunConfig, renderer: Renderer, body: nn.Module, train: PoseSet, log: Callable[[str], None]
+) -> Estimator:
+    import warnings
+
+    key = cache_key({
+        "estimator": cfg.estimator, "options": cfg.estimator_options, "renderer": cfg.renderer,
+        "renderer_options": cfg.renderer_options, "renderer_checkpoint": cfg.renderer_checkpoint,
+        "pose_source": cfg.pose_source, "pose_source_options": cfg.pose_source_options,
+        "test_fraction": cfg.test_fraction, "image_size": cfg.image_size, "distance": cfg.camera_distance,
+        "pretrain": vars(cfg.pretrain) | {"cache": None}, "seed": cfg.seed, "smpl": cfg.smpl_model, "v": 1,
+    })
+    cached = cache_dir() / "pretrained" / f"{cfg.estimator}-{key}.pt"
+    if cfg.pretrain.cache and cached.is_file():
+        log(f"pre-trained {cfg.estimator} from the cache: {cached}")
+        return create_estimator(cfg.estimator, checkpoint=cached, **cfg.estimator_options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "random weights" is expected: we are about to pre-train
+        est = create_estimator(cfg.estimator, **cfg.estimator_options)
+    log(f"pre-training {cfg.estimator} on the source domain for {cfg.pretrain.steps} steps (cached afterwards)")
+    curve = pretrain_estimator(
+        est, renderer, body, train, cfg.pretrain, cfg.image_size, cfg.camera_distance, cfg.seed * 1000 + 6,
+        log=lambda row: log(f"  pretrain step {row['step']}: loss {row['loss']:.4f}, val MPJPE {row['val_mpjpe_mm']:.1f} mm"),
+    )
+    if cfg.pretrain.cache:
+        est.save_checkpoint(cached, curve=curve)
+    return est
+
+
+# ---------------------------------------------------------------------------------------------------------- run
+class PoseGenRun:
+    """One run: ``PoseGenRun(cfg).run()`` or, to continue a stopped one, ``PoseGenRun.resume(run_dir).run()``."""
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path | None = None, overwrite: bool = False,
+                 resume: bool = False, console: Any = None) -> None:
+        self.cfg = cfg.validate()
+        self._check_plugin_names()
+        self.run_dir = Path(run_dir or cfg.out or self._default_dir())
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.state_path = self.ckpt_dir / "state.pt"
+        from .progress import Reporter
+
+        self.reporter = Reporter(console)
+        if not resume and self.run_dir.exists() and any(self.run_dir.iterdir()):
+            if not overwrite:
+                raise ConfigError(
+                    f"{self.run_dir} already holds files. Pass --resume {self.run_dir} to continue that run, "
+                    "--overwrite to replace it, or --out with a new folder."
+                )
+            shutil.rmtree(self.run_dir)
+        self.resuming = resume
+
+    def _check_plugin_names(self) -> None:
+        """Unknown plugin names fail before anything is written (with the available names and the closest match)."""
+        reg = get_registry()
+        for kind, name in (("renderer", self.cfg.renderer), ("estimator", self.cfg.estimator),
+                           ("prior", self.cfg.prior), ("discriminator", self.cfg.discriminator),
+                           ("pose_source", self.cfg.pose_source)):
+            if isinstance(name, str):
+                reg.get(kind, name)
+
+    def _default_dir(self) -> Path:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        r = self.cfg.renderer if isinstance(self.cfg.renderer, str) else type(self.cfg.renderer).__name__
+        e = self.cfg.estimator if isinstance(self.cfg.estimator, str) else type(self.cfg.estimator).__name__
+        return Path("runs") / f"{stamp}_{r}-{e}"
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, console: Any = None) -> "PoseGenRun":
+        run_dir = Path(run_dir)
+        cfg_path = run_dir / "config.json"
+        if not cfg_path.is_file():
+            raise ConfigError(f"{run_dir} is not a posegen run folder (no config.json); nothing to resume.")
+        cfg = RunConfig.from_file(cfg_path)
+        return cls(cfg, run_dir, resume=True, console=console)
+
+    # -- bookkeeping -----------------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        self.reporter.log(msg)
+
+    def _metric(self, row: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _truncate_metrics(self, stage: str, step: int) -> None:
+        """On resume, forget metric lines logged after the checkpoint (they will be logged again)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        order = {s: i for i, s in enumerate(("pretrain",) + STAGES)}
+        keep = []
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            s, k = order.get(row.get("stage", ""), 0), row.get("step", 0)
+            if s < order[stage] or (s == order[stage] and k <= step):
+                keep.append(line)
+        atomic_write_text("".join(x + "\n" for x in keep), path)
+
+    def _write_manifest(self) -> None:
+        import importlib.metadata as md
+
+        def version(dist: str) -> str:
+            try:
+                return md.version(dist)
+            except md.PackageNotFoundError:
+                return "not installed"
+
+        atomic_write_json({
+            "posegen": version("posegen"), "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "machine": platform.machine(), "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "seed": self.cfg.seed,
+            "plugins": self.parts.plugin_versions, "created": datetime.now(timezone.utc).isoformat(),
+        }, self.run_dir / "manifest.json")
+
+    # -- main ------------------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.resuming:
+            atomic_write_json(cfg.to_dict(), self.run_dir / "config.json")
+        t0 = time.time()
+        with self.reporter:
+            self.parts = build_parts(cfg, self.run_dir, self.log)
+            self._write_manifest()
+            hook = get_registry().manager.hook
+            hook.posegen_run_start(config=cfg, run_dir=self.run_dir)
+            self._init_training()
+            if self.resuming and self.state_path.is_file():
+                self._load_state()
+                self.log(f"resuming at stage '{self.stage}', step {self.step}")
+                self._truncate_metrics(self.stage, self.step)
+            elif self.resuming:
+                self._truncate_metrics("gan", 0)
+            if self.stage == "gan":
+                self._train_gan()
+            if self.stage in ("dataset", "finetune"):
+                dataset = self._make_dataset()
+                if self.stage == "dataset":
+                    self.stage, self.step = "finetune", 0
+                self._finetune(dataset)
+            summary = self._evaluate_and_report(time.time() - t0)
+        result = RunResult(self.run_dir, summary)
+        hook.posegen_run_end(result=result)
+        return result
+
+    # -- training state --------------------------------------------------------------------------------
+    def _init_training(self) -> None:
+        cfg, p = self.cfg, self.parts
+        self.G = PoseGenerator(cfg.latent_dim, viewpoint=cfg.generate_viewpoint, k_max=cfg.k_max)
+        self.D = p.discriminator
+        self.P = p.estimator
+        self.P_pretrained = copy.deepcopy(p.estimator).eval()
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d)
+        self.opt_p = torch.optim.Adam(self.P.parameters(), lr=cfg.lr_p)
+        self.pool = HistoryPool(cfg.pool_size)
+        self.rng = _generator(cfg.seed, "gan")
+        self.stage, self.step = ("gan" if cfg.iters > 0 else "dataset"), 0
+        self.real = p.split.train
+
+    def _save_state(self) -> None:
+        atomic_torch_save({
+            "stage": self.stage, "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "P": self.P.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "opt_p": self.opt_p.state_dict(), "pool": self.pool.state_dict(), "rng": self.rng.get_state(),
+        }, self.state_path)
+
+    def _load_state(self) -> None:
+        s = load_checkpoint_file(self.state_path, what="run checkpoint")
+        self.stage, self.step = s["stage"], int(s["step"])
+        self.G.load_state_dict(s["G"])
+        self.D.load_state_dict(s["D"])
+        self.P.load_state_dict(s["P"])
+        self.opt_g.load_state_dict(s["opt_g"])
+        self.opt_d.load_state_dict(s["opt_d"])
+        self.opt_p.load_state_dict(s["opt_p"])
+        self.pool.load_state_dict(s["pool"])
+        self.rng.set_state(s["rng"])
+
+    def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
+        bad = [k for k, v in losses.items() if not bool(torch.isfinite(v))]
+        if bad:
+            self._metric({"stage": self.stage, "step": self.step + 1, "error": f"non-finite {', '.join(bad)}"})
+            raise TrainingError(
+                f"{', '.join(bad)} became NaN/inf at step {self.step + 1} of stage '{self.stage}'. The last good "
+                f"checkpoint is {self.state_path}; lower the learning rates (lr_g, lr_d, lr_p) and "
+                f"continue with --resume {self.run_dir}, or start again."
+            )
+
+    # -- stage 1: G and D with feedback ------------------------------------------------------------------
+    def _generate(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.parts.prior.sample(n, self.cfg.latent_dim, generator=gen)
+        out = self.G(z)
+        return out.body_pose, out.viewpoint
+
+    def _scene(self, body_pose: torch.Tensor, viewpoint: torch.Tensor, gen: torch.Generator,
+               global_orient: torch.Tensor | None = None) -> SceneBatch:
+        if global_orient is None:  # G's bodies stand upright; K carries the viewpoint
+            global_orient = torch.zeros(len(body_pose), 3, dtype=body_pose.dtype)
+        return render_scene(
+            self.parts.renderer, self.parts.body_model, self.parts.intrinsics, global_orient, body_pose, viewpoint,
+            self.cfg.camera_distance, "random", gen,
+        )
+
+    def _source_batch(self, n: int, gen: torch.Generator) -> SceneBatch:
+        go, bp = sample_poses(self.real, n, gen)
+        with torch.no_grad():
+            return self._scene(bp, source_viewpoints(n, gen), gen, go)
+
+    def _train_gan(self) -> None:
+        cfg, p = self.cfg, self.parts
+        use_pixels = cfg.feedback == "render" and p.renderer.differentiable
+        if cfg.feedback == "render" and not p.renderer.differentiable:
+            self.log("the renderer is not differentiable: feedback falls back to 'pose' (no gradients through pixels)")
+        task = self.reporter.task("GAN + feedback", cfg.iters, self.step)
+        t_last, n_last = time.time(), 0
+        while self.step < cfg.iters:
+            self.G.train()
+            self.D.train()
+            # generator step (eq. 8)
+            self.D.requires_grad_(False)
+            body_pose, view = self._generate(cfg.batch_size, self.rng)
+            adv = lsgan_generator_loss(self.D(body_pose))
+            fb = err = None
+            scene = None
+            if cfg.feedback != "none" and self.step % cfg.feedback_every == 0:
+                self.P.eval()
+                self.P.requires_grad_(False)
+                if use_pixels:
+                    scene = self._scene(body_pose, view, self.rng)
+                    pred = self.P(scene.images).joints
+                else:  # the official code's variant: the prediction is detached; gradients only through FK of theta
+                    with torch.no_grad():
+                        scene_ng = self._scene(body_pose.detach(), view.detach(), self.rng)
+                        pred = self.P(scene_ng.images).joints
+                    scene = self._scene_labels_only(body_pose, view, scene_ng)
+                err = mean_joint_error(pred, scene.joints)
+                fb = feedback_loss(err, cfg.scenario, cfg.c)
+                self.P.requires_grad_(True)
+            loss_g = generator_objective(adv, fb, cfg.w1, cfg.w2)
+            # discriminator step (eq. 10) on real poses vs. a history pool of fakes
+            self.D.requires_grad_(True)
+            _, real = sample_poses(self.real, cfg.batch_size, self.rng, upright=False)
+            fake = self.pool(body_pose, self.rng)
+            loss_d = lsgan_discriminator_loss(self.D(real), self.D(fake))
+            self._check_finite({"loss_g": loss_g, "loss_d": loss_d})
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            nn.utils.clip_grad_norm_(self.G.parameters(), cfg.grad_clip)
+            self.opt_g.step()
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            nn.utils.clip_grad_norm_(self.D.parameters(), cfg.grad_clip)
+            self.opt_d.step()
+            # in-loop fine-tuning of the estimator on this batch (after G's backward, which went through P)
+            loss_p = None
+            if cfg.finetune in ("loop", "both"):
+                with torch.no_grad():
+                    if scene is None:
+                        scene = self._scene(body_pose.detach(), view.detach(), self.rng)
+                loss_p = self._finetune_loss(scene.images.detach(), scene.joints.detach(), self.rng)
+                self._check_finite({"loss_p": loss_p})
+                self.opt_p.zero_grad(set_to_none=True)
+                loss_p.backward()
+                self.opt_p.step()
+            self.step += 1
+            n_last += cfg.batch_size
+            if self.step % cfg.log_every == 0 or self.step == cfg.iters:
+                elev, _ = viewpoint_angles(view.detach())
+                row = {
+                    "stage": "gan", "step": self.step, "loss_g": float(loss_g), "loss_d": float(loss_d),
+                    "adv": float(adv), "error_mm": None if err is None else float(err) * 1000,
+                    "mean_abs_elevation_deg": float(elev.abs().mean()) * 180 / math.pi,
+                    "samples_per_s": n_last / max(time.time() - t_last, 1e-9),
+                }
+                if loss_p is not None:
+                    row["loss_p"] = float(loss_p)
+                t_last, n_last = time.time(), 0
+                self._metric(row)
+                get_registry().manager.hook.posegen_step_end(step=self.step, metrics=row)
+                self.reporter.update(task, self.step, row)
+            else:
+                self.reporter.update(task, self.step, None)
+            if self.step == cfg.iters:
+                self.stage, self.step = "dataset", 0
+                self._save_state()
+                break
+            if self.step % cfg.checkpoint_every == 0:
+                self._save_state()
+        self.reporter.done(task)
+
+    def _scene_labels_only(self, body_pose: torch.Tensor, view: torch.Tensor, rendered: SceneBatch) -> SceneBatch:
+        """Ground-truth joints with gradients to G (for 'pose' feedback); the images come from the no-grad render."""
+        from .camera import root_relative, to_camera_frame
+
+        go = torch.zeros(len(body_pose), 3, dtype=body_pose.dtype)
+        body = self.parts.body_model(go, body_pose)
+        cam, _ = to_camera_frame(body.joints, body.rotations, view, self.cfg.camera_distance)
+        return SceneBatch(rendered.images, rendered.alpha, root_relative(cam), cam, view)
+
+    def _set_p_train(self) -> None:
+        self.P.train()
+        if self.cfg.freeze_bn:  # the official code keeps BatchNorm statistics frozen while fine-tuning
+            for m in self.P.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def _finetune_loss(self, images: torch.Tensor, joints: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        cfg = self.cfg
+        self._set_p_train()
+        n_src = int(round(len(images) * cfg.source_mix / (1.0 - cfg.source_mix))) if cfg.source_mix > 0 else 0
+        if n_src:
+            src = self._source_batch(n_src, gen)
+            all_images = torch.cat([images, src.images])
+            out = self.P(all_images)
+            n = len(images)
+            gen_out = type(out)(joints=out.joints[:n])
+            src_out = type(out)(joints=out.joints[n:])
+            loss_gen = self.P.joint_loss(gen_out, joints, threshold=cfg.d)
+            loss_src = self.P.joint_loss(src_out, src.joints)
+            return (1 - cfg.source_mix) * loss_gen + cfg.source_mix * loss_src
+        return self.P.joint_loss(self.P(images), joints, threshold=cfg.d)
+
+    # -- stage 2: sample, render and export the dataset ----------------------------------------------------
+    def _make_dataset(self) -> dict[str, torch.Tensor]:
+        from .dataset_export import export_dataset
+
+        cfg = self.cfg
+        gen = _generator(cfg.seed, "dataset")
+        self.G.eval()
+        poses, views, images, joints = [], [], [], []
+        with torch.no_grad():
+            for start in range(0, cfg.samples, 256):
+                n = min(256, cfg.samples - start)
+                body_pose, view = self._generate(n, gen)
+                scene = self._scene(body_pose, view, gen)
+                poses.append(body_pose)
+                views.append(view)
+                images.append((scene.images.clamp(0, 1) * 255).round().to(torch.uint8))
+                joints.append(scene.joints)
+        data = {
+            "body_pose": torch.cat(poses), "viewpoint": torch.cat(views), "images": torch.cat(images),
+            "joints": torch.cat(joints),
+        }
+        if self.stage == "dataset" or not (self.run_dir / "dataset" / "annotations.npz").is_file():
+            export_dataset(self.run_dir / "dataset", data, self.parts.intrinsics, self.cfg.camera_distance,
+                           write_images=cfg.export_images)
+            self.log(f"dataset: {cfg.samples} samples written to {self.run_dir / 'dataset'}")
+        return data
+
+    # -- stage 3: fine-tune the estimator on the generated dataset -------------------------------------------
+    def _finetune(self, data: dict[str, torch.Tensor]) -> None:
+        cfg = self.cfg
+        steps = cfg.finetune_steps if cfg.finetune in ("after", "both") and cfg.samples > 0 else 0
+        if self.step == 0:  # a fresh stage (on resume past step 0, rng and optimiser come from the checkpoint)
+            self.rng = _generator(cfg.seed, "finetune")
+            self.opt_p = torch.optim.Adam(self.P.parameters(), lr=cfg.lr_p)
+        task = self.reporter.task("fine-tune estimator", steps, self.step)
+        while self.step < steps:
+            idx = torch.randint(len(data["images"]), (cfg.finetune_batch,), generator=self.rng)
+            images = data["images"][idx].float() / 255.0
+            loss = self._finetune_loss(images, data["joints"][idx], self.rng)
+            self._check_finite({"loss_p": loss})
+            self.opt_p.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_p.step()
+            self.step += 1
+            if self.step % cfg.log_every == 0 or self.step == steps:
+                row = {"stage": "finetune", "step": self.step, "loss_p": float(loss)}
+                self._metric(row)
+                self.reporter.update(task, self.step, row)
+            if self.step % cfg.checkpoint_every == 0 or self.step == steps:
+                self._save_state()
+        self.reporter.done(task)
+        self.P.eval()
+        self.stage, self.step = "evaluate", 0
+        self.P.save_checkpoint(self.ckpt_dir / "estimator_final.pt")
+        atomic_torch_save({"G": self.G.state_dict(), "D": self.D.state_dict(), "config": self.cfg.to_dict()},
+                          self.ckpt_dir / "generator.pt")
+        self._save_state()
+
+    # -- stage 4: evaluate and report ------------------------------------------------------------------------
+    def evaluation_sets(self) -> dict[str, SceneBatch]:
+        """Held-out test takes, seen from source-like and from novel viewpoints (fixed by the seed)."""
+        gen = _generator(self.cfg.seed, "evaluate")
+        test = self.parts.split.test
+        out = {}
+        with torch.no_grad():
+            for name, views in (("source_views", source_viewpoints), ("novel_views", novel_viewpoints)):
+                n = self.cfg.eval_samples
+                go, bp = sample_poses(test, n, gen)
+                out[name] = self._scene(bp, views(n, gen), gen, go)
+        return out
+
+    def _evaluate_and_report(self, elapsed: float) -> dict[str, Any]:
+        sets = self.evaluation_sets()
+        before = {k: evaluate_estimator(self.P_pretrained, s) for k, s in sets.items()}
+        after = {k: evaluate_estimator(self.P, s) for k, s in sets.items()}
+        table = {
+            split: {
+                "mpjpe_before": before[split]["mpjpe_mm"], "mpjpe_after": after[split]["mpjpe_mm"],
+                "pa_mpjpe_before": before[split]["pa_mpjpe_mm"], "pa_mpjpe_after": after[split]["pa_mpjpe_mm"],
+            }
+            for split in sets
+        }
+        summary = {
+            "before": {k: {m: v for m, v in r.items() if not m.startswith("_")} for k, r in before.items()},
+            "after": {k: {m: v for m, v in r.items() if not m.startswith("_")} for k, r in after.items()},
+            "table": table,
+            "seed": self.cfg.seed,
+            "elapsed_s": elapsed,
+            "paths": {
+                "run": str(self.run_dir), "dataset": str(self.run_dir / "dataset"),
+                "estimator_pretrained": str(self.ckpt_dir / "estimator_pretrained.pt"),
+                "estimator_final": str(self.ckpt_dir / "estimator_final.pt"),
+                "generator": str(self.ckpt_dir / "generator.pt"),
+            },
+        }
+        self._metric({"stage": "evaluate", "step": 1, **{f"{s}_{k}": v for s, r in table.items() for k, v in r.items()}})
+        atomic_write_json(summary, self.run_dir / "summary.json")
+        if self.cfg.report:
+            from .report import write_report
+
+            try:
+                write_report(self, sets, before, after)
+            except PosegenError:
+                raise
+            except Exception as e:  # a plotting failure must not lose the run's results
+                self.log(f"report could not be written: {type(e).__name__}: {e}")
+        self.stage, self.step = "done", 0
+        self._save_state()
+        self.reporter.table(table)
+        return summary
+
+
+def evaluate_estimator(estimator: Estimator, scene: SceneBatch, batch: int = 64) -> dict[str, Any]:
+    """MPJPE and PA-MPJPE (mm) of ``estimator`` on a rendered evaluation set, plus per-sample errors for reports."""
+    estimator.eval()
+    with torch.no_grad():
+        pred = torch.cat([estimator(scene.images[i : i + batch]).joints for i in range(0, len(scene.images), batch)])
+    per = metrics.mpjpe(pred, scene.joints)
+    pa = metrics.pa_mpjpe(pred, scene.joints)
+    return {
+        "mpjpe_mm": float(per.mean()) * 1000, "pa_mpjpe_mm": float(pa.mean()) * 1000,
+        "mpjpe_std_mm": float(per.std()) * 1000, "n": len(per),
+        "_per_sample_m": per, "_per_joint_m": metrics.per_joint_error(pred, scene.joints).mean(0),
+    }
+
+
+def run(cfg: RunConfig, run_dir: str | Path | None = None, overwrite: bool = False, console: Any = None) -> RunResult:
+    """Run PoseGen end to end from Python (what ``posegen run`` does)."""
+    return PoseGenRun(cfg, run_dir, overwrite=overwrite, console=console).run()
+
+
+def resume(run_dir: str | Path, console: Any = None) -> RunResult:
+    """Continue a stopped run from its last checkpoint."""
+    return PoseGenRun.resume(run_dir, console=console).run()

@@ -1,0 +1,93 @@
+"""Pre-training an estimator on the source domain (everyday poses from chest-height cameras), as the paper assumes
+its estimator was; the result is cached so that the default run starts from a genuinely pre-trained model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import metrics
+from .camera import Intrinsics
+from .config import PretrainConfig
+from .interfaces import Estimator, PoseSet, Renderer
+from .rotations import axis_angle_to_matrix
+from .scene import render_scene, sample_poses, source_viewpoints
+
+
+def cache_dir() -> Path:
+    """Where pre-trained models are cached: $POSEGEN_CACHE, else ~/.cache/posegen."""
+    return Path(os.environ.get("POSEGEN_CACHE") or Path.home() / ".cache" / "posegen")
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def camera_frame_rotations(global_orient: torch.Tensor, body_pose: torch.Tensor, viewpoint: torch.Tensor) -> torch.Tensor:
+    """Local SMPL rotations (B, 24, 3, 3) with the root orientation expressed in the camera frame."""
+    from .camera import viewpoint_rotation
+
+    local = axis_angle_to_matrix(torch.cat([global_orient[:, None], body_pose], 1))
+    root = viewpoint_rotation(viewpoint) @ local[:, 0]
+    return torch.cat([root[:, None], local[:, 1:]], 1)
+
+
+def pretrain_estimator(
+    estimator: Estimator,
+    renderer: Renderer,
+    body_model: nn.Module,
+    poses: PoseSet,
+    cfg: PretrainConfig,
+    image_size: int,
+    distance: float,
+    seed: int,
+    subject: object = "random",
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``estimator`` on renders of ``poses`` from source viewpoints; returns the learning curve."""
+    gen = torch.Generator().manual_seed(seed)
+    val_gen = torch.Generator().manual_seed(seed + 7919)
+    intr = Intrinsics.framing(image_size, distance)
+    with torch.no_grad():
+        go, bp = sample_poses(poses, 256, val_gen)
+        val = render_scene(renderer, body_model, intr, go, bp, source_viewpoints(256, val_gen), distance, subject, val_gen)
+    opt = torch.optim.Adam(estimator.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / max(cfg.steps, 1)))
+    )
+    curve: list[dict[str, Any]] = []
+    for step in range(cfg.steps):
+        estimator.train()
+        with torch.no_grad():
+            go, bp = sample_poses(poses, cfg.batch_size, gen)
+            k = source_viewpoints(cfg.batch_size, gen)
+            batch = render_scene(renderer, body_model, intr, go, bp, k, distance, subject, gen)
+        out = estimator(batch.images)
+        loss = estimator.joint_loss(out, batch.joints)
+        if out.rotations is not None:
+            loss = loss + 0.1 * (out.rotations - camera_frame_rotations(go, bp, k)).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            estimator.eval()
+            with torch.no_grad():
+                pred = torch.cat([estimator(val.images[i : i + 64]).joints for i in range(0, len(val.images), 64)])
+            row = {
+                "stage": "pretrain", "step": step + 1, "loss": loss.item(),
+                "val_mpjpe_mm": float(metrics.mpjpe(pred, val.joints).mean()) * 1000,
+            }
+            curve.append(row)
+            if log is not None:
+                log(row)
+    estimator.eval()
+    return curve

@@ -1,0 +1,61 @@
+"""Configuration: TOML files, --set overrides, precedence, validation messages, JSON round trip."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+import posegen_core as pg
+from posegen_core.cli import cli
+from posegen_core.commands.run import parse_set, resolve_config
+
+
+def test_precedence_defaults_file_flags_set(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('scenario = "ind"\niters = 7\nsamples = 9\n[pretrain]\nsteps = 11\n')
+    cfg = resolve_config(str(f), {"iters": 8, "prior": None}, ("samples=10", "pretrain.lr=0.5"))
+    assert (cfg.scenario, cfg.iters, cfg.samples) == ("ind", 8, 10)
+    assert (cfg.pretrain.steps, cfg.pretrain.lr) == (11, 0.5)
+    assert cfg.prior == "normal"
+
+
+def test_json_round_trip():
+    cfg = pg.RunConfig(scenario="ind", pose_source_options={"path": "/x"}, pretrain=pg.PretrainConfig(steps=3))
+    assert pg.RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_parse_set_types():
+    assert parse_set(("a=1", "b=true", "c=text", "d.e=0.5", 'f={"x": 1}')) == {
+        "a": 1, "b": True, "c": "text", "d": {"e": 0.5}, "f": {"x": 1}}
+    with pytest.raises(pg.ConfigError, match="KEY=VALUE"):
+        parse_set(("novalue",))
+
+
+def test_unknown_key_suggests_the_closest(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("itres = 3\n")
+    with pytest.raises(pg.ConfigError, match="itres .did you mean iters"):
+        resolve_config(str(f), {}, ())
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"scenario": "max"}, "scenario must be 'ood' or 'ind'"),
+    ({"feedback": "pixels"}, "feedback must be one of render, pose, none"),
+    ({"image_size": 8}, "image_size must be >= 16"),
+    ({"source_mix": 1.0}, r"source_mix must be in \[0, 1\)"),
+])
+def test_invalid_values_are_explained(bad, message):
+    with pytest.raises(pg.ConfigError, match=message):
+        pg.RunConfig(**bad).validate()
+
+
+def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["run", "--config", str(tmp_path / "missing.toml")])
+    assert res.exit_code == 2
+    assert "configuration file not found" in res.output and "Traceback" not in res.output
+    res = runner.invoke(cli, ["run", "--estimator", "simpel", "--out", str(tmp_path / "r"), "--iters", "1"])
+    assert res.exit_code == 2
+    assert "unknown estimator 'simpel'" in res.output and "Did you mean 'simple'?" in res.output
+    res = runner.invoke(cli, ["run", "--resume", str(tmp_path), "--iters", "3"])
+    assert res.exit_code == 2 and "pass no other options" in res.output
