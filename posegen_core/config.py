@@ -42,8 +42,12 @@ class RunConfig:
     prior: str = "normal"
     discriminator: str = "parts"
     discriminator_options: dict[str, Any] = field(default_factory=dict)
-    pose_source: str = "default"
+    pose_source: str = "default"  # real poses for D (the paper: AMASS); its held-out takes are the test poses
     pose_source_options: dict[str, Any] = field(default_factory=dict)
+    source_pose_source: str | None = None  # the estimator's source domain (the paper: Human3.6M); None = pose_source
+    source_pose_source_options: dict[str, Any] = field(default_factory=dict)
+    subject: Any = "random"  # renderer appearance for training data (a name, an id, or "random")
+    eval_subject: Any = None  # appearance of the evaluation renders; None = subject
     smpl_model: str | None = None  # SMPL model file; the skeleton body is used when None
     # the method
     scenario: str = "ood"  # ood: L_fb = c - e (the paper's best); ind: L_fb = e

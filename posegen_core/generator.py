@@ -44,10 +44,9 @@ class PoseGenerator(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.kaiming_normal_(m.weight)
                 nn.init.zeros_(m.bias)
-        # Start from small rotations (near the rest pose) and near-frontal views; the GAN moves them.
+        # Poses start near the rest pose (the GAN moves them); K starts spread over the whole range, so that without
+        # feedback G's viewpoints are a random augmentation (the paper's A2) and feedback reshapes them.
         nn.init.normal_(self.pose_head.weight, std=1e-3)
-        if self.view_head is not None:
-            nn.init.normal_(self.view_head.weight, std=1e-3)
 
     def forward(self, z: torch.Tensor) -> GeneratorOutput:
         h = self.trunk(z)

@@ -54,7 +54,6 @@ from .scene import (
 )
 
 STAGES = ("gan", "dataset", "finetune", "evaluate", "done")
-EVAL_SPLITS = ("source_views", "novel_views")
 
 
 @dataclass
@@ -80,7 +79,8 @@ class Parts:
     prior: Prior
     discriminator: Discriminator
     body_model: nn.Module
-    split: PoseSplit
+    split: PoseSplit  # poses for D (train) and the held-out test poses
+    source: PoseSplit  # the estimator's source domain (train: pre-training and source mixing; test: evaluation)
     intrinsics: Intrinsics
     plugin_versions: dict[str, str] = field(default_factory=dict)
 
@@ -98,7 +98,6 @@ def _plugin_version(kind: str, name: str) -> str:
 
 # ---------------------------------------------------------------------------------------------------------- build
 def build_parts(cfg: RunConfig, run_dir: Path | None, log: Callable[[str], None]) -> Parts:
-    gen = _generator(cfg.seed, "split")
     torch.manual_seed(cfg.seed)  # module initialisation (G, D, P) draws from torch's default generator
     renderer = cfg.renderer
     if isinstance(renderer, str):
@@ -108,17 +107,13 @@ def build_parts(cfg: RunConfig, run_dir: Path | None, log: Callable[[str], None]
         renderer = create_renderer(renderer, **opts)
     prior = create_prior(cfg.prior)
     disc = create_discriminator(cfg.discriminator, **cfg.discriminator_options)
-    source = create_pose_source(cfg.pose_source, **cfg.pose_source_options)
-    poses = source.load()
-    split = split_by_take(poses, cfg.test_fraction, cfg.seed)
-    log(
-        f"pose source '{cfg.pose_source}': {len(poses)} frames in {len(np.unique(poses.take))} takes; "
-        f"{len(split.train)} train / {len(split.test)} held-out test frames"
-    )
-    del gen
+    split = _load_split(cfg.pose_source, cfg.pose_source_options, cfg, log)
+    source = split
+    if cfg.source_pose_source is not None:
+        source = _load_split(cfg.source_pose_source, cfg.source_pose_source_options, cfg, log)
     body = create_body_model(cfg.smpl_model)
     intr = Intrinsics.framing(cfg.image_size, cfg.camera_distance)
-    estimator = _build_estimator(cfg, renderer, body, split.train, intr, run_dir, log)
+    estimator = _build_estimator(cfg, renderer, body, source.train, intr, run_dir, log)
     versions = {
         "renderer": _plugin_version("renderer", cfg.renderer) if isinstance(cfg.renderer, str) else type(renderer).__name__,
         "estimator": _plugin_version("estimator", cfg.estimator) if isinstance(cfg.estimator, str) else type(estimator).__name__,
@@ -126,7 +121,19 @@ def build_parts(cfg: RunConfig, run_dir: Path | None, log: Callable[[str], None]
         "discriminator": _plugin_version("discriminator", cfg.discriminator),
         "pose_source": _plugin_version("pose_source", cfg.pose_source),
     }
-    return Parts(renderer, estimator, prior, disc, body, split, intr, versions)
+    if cfg.source_pose_source is not None:
+        versions["source_pose_source"] = _plugin_version("pose_source", cfg.source_pose_source)
+    return Parts(renderer, estimator, prior, disc, body, split, source, intr, versions)
+
+
+def _load_split(name: str, options: dict[str, Any], cfg: RunConfig, log: Callable[[str], None]) -> PoseSplit:
+    poses = create_pose_source(name, **options).load()
+    split = split_by_take(poses, cfg.test_fraction, cfg.seed)
+    log(
+        f"pose source '{name}': {len(poses)} frames in {len(np.unique(poses.take))} takes; "
+        f"{len(split.train)} train / {len(split.test)} held-out test frames"
+    )
+    return split
 
 
 def _build_estimator(
@@ -155,7 +162,8 @@ def _pretrained_from_scratch(
     key = cache_key({
         "estimator": cfg.estimator, "options": cfg.estimator_options, "renderer": cfg.renderer,
         "renderer_options": cfg.renderer_options, "renderer_checkpoint": cfg.renderer_checkpoint,
-        "pose_source": cfg.pose_source, "pose_source_options": cfg.pose_source_options,
+        "pose_source": cfg.source_pose_source or cfg.pose_source,
+        "pose_source_options": cfg.source_pose_source_options if cfg.source_pose_source else cfg.pose_source_options,
         "test_fraction": cfg.test_fraction, "image_size": cfg.image_size, "distance": cfg.camera_distance,
         "pretrain": vars(cfg.pretrain) | {"cache": None}, "seed": cfg.seed, "smpl": cfg.smpl_model, "v": 1,
     })
@@ -169,6 +177,7 @@ def _pretrained_from_scratch(
     log(f"pre-training {cfg.estimator} on the source domain for {cfg.pretrain.steps} steps (cached afterwards)")
     curve = pretrain_estimator(
         est, renderer, body, train, cfg.pretrain, cfg.image_size, cfg.camera_distance, cfg.seed * 1000 + 6,
+        subject=cfg.subject,
         log=lambda row: log(f"  pretrain step {row['step']}: loss {row['loss']:.4f}, val MPJPE {row['val_mpjpe_mm']:.1f} mm"),
     )
     if cfg.pretrain.cache:
@@ -204,7 +213,8 @@ class PoseGenRun:
         reg = get_registry()
         for kind, name in (("renderer", self.cfg.renderer), ("estimator", self.cfg.estimator),
                            ("prior", self.cfg.prior), ("discriminator", self.cfg.discriminator),
-                           ("pose_source", self.cfg.pose_source)):
+                           ("pose_source", self.cfg.pose_source),
+                           ("pose_source", self.cfg.source_pose_source or self.cfg.pose_source)):
             if isinstance(name, str):
                 reg.get(kind, name)
 
@@ -285,7 +295,7 @@ class PoseGenRun:
             if self.stage == "gan":
                 self._train_gan()
             if self.stage in ("dataset", "finetune"):
-                dataset = self._make_dataset()
+                dataset = self.make_dataset()
                 if self.stage == "dataset":
                     self.stage, self.step = "finetune", 0
                 self._finetune(dataset)
@@ -345,16 +355,16 @@ class PoseGenRun:
         return out.body_pose, out.viewpoint
 
     def _scene(self, body_pose: torch.Tensor, viewpoint: torch.Tensor, gen: torch.Generator,
-               global_orient: torch.Tensor | None = None) -> SceneBatch:
+               global_orient: torch.Tensor | None = None, subject: Any = None) -> SceneBatch:
         if global_orient is None:  # G's bodies stand upright; K carries the viewpoint
             global_orient = torch.zeros(len(body_pose), 3, dtype=body_pose.dtype)
         return render_scene(
             self.parts.renderer, self.parts.body_model, self.parts.intrinsics, global_orient, body_pose, viewpoint,
-            self.cfg.camera_distance, "random", gen,
+            self.cfg.camera_distance, self.cfg.subject if subject is None else subject, gen,
         )
 
     def _source_batch(self, n: int, gen: torch.Generator) -> SceneBatch:
-        go, bp = sample_poses(self.real, n, gen)
+        go, bp = sample_poses(self.parts.source.train, n, gen)
         with torch.no_grad():
             return self._scene(bp, source_viewpoints(n, gen), gen, go)
 
@@ -419,13 +429,13 @@ class PoseGenRun:
             if self.step % cfg.log_every == 0 or self.step == cfg.iters:
                 elev, _ = viewpoint_angles(view.detach())
                 row = {
-                    "stage": "gan", "step": self.step, "loss_g": float(loss_g), "loss_d": float(loss_d),
-                    "adv": float(adv), "error_mm": None if err is None else float(err) * 1000,
+                    "stage": "gan", "step": self.step, "loss_g": loss_g.item(), "loss_d": loss_d.item(),
+                    "adv": adv.item(), "error_mm": None if err is None else err.item() * 1000,
                     "mean_abs_elevation_deg": float(elev.abs().mean()) * 180 / math.pi,
                     "samples_per_s": n_last / max(time.time() - t_last, 1e-9),
                 }
                 if loss_p is not None:
-                    row["loss_p"] = float(loss_p)
+                    row["loss_p"] = loss_p.item()
                 t_last, n_last = time.time(), 0
                 self._metric(row)
                 get_registry().manager.hook.posegen_step_end(step=self.step, metrics=row)
@@ -473,7 +483,9 @@ class PoseGenRun:
         return self.P.joint_loss(self.P(images), joints, threshold=cfg.d)
 
     # -- stage 2: sample, render and export the dataset ----------------------------------------------------
-    def _make_dataset(self) -> dict[str, torch.Tensor]:
+    def make_dataset(self) -> dict[str, torch.Tensor]:
+        """Sample ``cfg.samples`` (theta, K) from the trained G, render and export them. Subclasses may return other
+        data in the same layout (e.g. an oracle's target-like renders); it must be deterministic given the seed."""
         from .dataset_export import export_dataset
 
         cfg = self.cfg
@@ -517,7 +529,7 @@ class PoseGenRun:
             self.opt_p.step()
             self.step += 1
             if self.step % cfg.log_every == 0 or self.step == steps:
-                row = {"stage": "finetune", "step": self.step, "loss_p": float(loss)}
+                row = {"stage": "finetune", "step": self.step, "loss_p": loss.item()}
                 self._metric(row)
                 self.reporter.update(task, self.step, row)
             if self.step % cfg.checkpoint_every == 0 or self.step == steps:
@@ -534,13 +546,16 @@ class PoseGenRun:
     def evaluation_sets(self) -> dict[str, SceneBatch]:
         """Held-out test takes, seen from source-like and from novel viewpoints (fixed by the seed)."""
         gen = _generator(self.cfg.seed, "evaluate")
-        test = self.parts.split.test
+        n, subject = self.cfg.eval_samples, self.cfg.eval_subject
+        plan = [("source_views", self.parts.split.test, source_viewpoints),
+                ("novel_views", self.parts.split.test, novel_viewpoints)]
+        if self.cfg.source_pose_source is not None:
+            plan.append(("source_domain", self.parts.source.test, source_viewpoints))
         out = {}
         with torch.no_grad():
-            for name, views in (("source_views", source_viewpoints), ("novel_views", novel_viewpoints)):
-                n = self.cfg.eval_samples
-                go, bp = sample_poses(test, n, gen)
-                out[name] = self._scene(bp, views(n, gen), gen, go)
+            for name, poses, views in plan:
+                go, bp = sample_poses(poses, n, gen)
+                out[name] = self._scene(bp, views(n, gen), gen, go, subject=subject)
         return out
 
     def _evaluate_and_report(self, elapsed: float) -> dict[str, Any]:

@@ -208,7 +208,7 @@ def _check_hook_names(registry: PluginRegistry) -> None:
         for attr in dir(plugin):
             value = getattr(plugin, attr, None)
             opts = getattr(value, PROJECT + "_impl", None)
-            if not callable(value) or not (opts is not None or attr.startswith("posegen_")):
+            if not inspect.isroutine(value) or not (opts is not None or attr.startswith("posegen_")):
                 continue
             hook = (opts or {}).get("specname") or attr
             if hook not in specs:

@@ -131,7 +131,7 @@ def _sample_grid(run: "PoseGenRun", dataset: Any, path: Path, n: int = 16) -> No
     if count == 0 or not (root / str(dataset["imgname"][0])).is_file():
         return
     images = torch.stack([
-        torch.from_numpy(np.asarray(Image.open(root / str(dataset["imgname"][i])).convert("RGB"))).permute(2, 0, 1)
+        torch.from_numpy(np.array(Image.open(root / str(dataset["imgname"][i])).convert("RGB"))).permute(2, 0, 1)
         for i in range(count)
     ]).float() / 255.0
     joints = torch.from_numpy(dataset["joints_smpl24"][:count]) + torch.from_numpy(dataset["cam_t"][:count])[:, None]

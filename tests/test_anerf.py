@@ -20,6 +20,15 @@ from posegen_plugins.renderers.anerf.volume import composite
 LAYOUT = Path(__file__).parent / "data" / "anerf_checkpoint_layout.txt"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These renders are small: one thread avoids OpenMP synchronisation stalls on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def parse_layout() -> dict[str, dict[str, dict[str, tuple[int, ...]]]]:
     """config name -> sub-dict -> parameter -> shape, read from the official layout listing."""
     out: dict[str, dict[str, dict[str, tuple[int, ...]]]] = {}
@@ -244,3 +253,75 @@ def test_bad_options_fail_clearly():
         pg.create_renderer("anerf", config="tiny", background="purple")
     with pytest.raises(pg.CheckpointError, match="not found"):
         pg.create_renderer("anerf", checkpoint="/nonexistent/surreal.tar")
+
+
+def _tiny_dataset(tmp_path: Path) -> Path:
+    from posegen_plugins.renderers.anerf.dataset import make_teacher_dataset, save_dataset
+
+    teacher = pg.create_renderer("primitives", background="plain", background_color=(1.0, 1.0, 1.0))
+    ds = make_teacher_dataset(teacher, size=12, train_poses=2, heldout_poses=1, views=2, heldout_views=1, seed=0)
+    path = tmp_path / "subject.npz"
+    save_dataset(path, ds)
+    return path
+
+
+def test_fit_writes_checkpoints_and_resumes(tmp_path):
+    from posegen_plugins.renderers.anerf.dataset import load_dataset
+    from posegen_plugins.renderers.anerf.fit import FitSettings, fit
+
+    data = load_dataset(_tiny_dataset(tmp_path))
+    assert data.images.shape == (8, 3, 12, 12)
+    assert [len(data.indices(s)) for s in ("train", "heldout_view", "heldout_pose")] == [4, 2, 2]
+    settings = FitSettings(config="tiny", iters=4, minutes=None, rays=32, eval_every=2, checkpoint_every=2,
+                           eval_images=1)
+    first = fit(data, tmp_path / "run", settings)
+    assert first["steps"] == 4 and (tmp_path / "run" / "checkpoints" / "latest.tar").is_file()
+    assert (tmp_path / "run" / "heldout_view.png").is_file() and (tmp_path / "run" / "summary.json").is_file()
+    assert [row["step"] for row in first["curve"]] == [2, 4]
+    assert {"heldout_view_psnr", "heldout_pose_psnr", "heldout_view_psnr_person"} <= set(first["final"])
+    # the checkpoint renders exactly like the model that wrote it
+    loaded = pg.create_renderer("anerf", checkpoint=tmp_path / "run" / "checkpoints" / "latest.tar")
+    assert loaded.config == preset("tiny") and loaded.background == (1.0, 1.0, 1.0)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "latest.tar", weights_only=True)
+    assert state["global_step"] == 4 and state["optimizer_state_dict"]["state"]
+    # resume continues from step 4 with the saved optimizer state, and matches an uninterrupted run
+    settings.iters = 6
+    resumed = fit(data, tmp_path / "run", settings, resume=True)
+    straight = fit(data, tmp_path / "straight", settings)
+    assert resumed["steps"] == 6 and [row["step"] for row in resumed["curve"]] == [2, 4, 6]
+    a = torch.load(tmp_path / "run" / "checkpoints" / "latest.tar", weights_only=True)["network_fn_state_dict"]
+    b = torch.load(tmp_path / "straight" / "checkpoints" / "latest.tar", weights_only=True)["network_fn_state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_dataset_errors_name_the_field(tmp_path):
+    import numpy as np
+
+    from posegen_plugins.renderers.anerf.dataset import load_dataset
+
+    with pytest.raises(pg.DataError, match="make-dataset"):
+        load_dataset(tmp_path / "missing.npz")
+    np.savez(tmp_path / "bad.npz", images=np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(pg.DataError, match="masks"):
+        load_dataset(tmp_path / "bad.npz")
+
+
+def test_cli_group_is_registered():
+    from click.testing import CliRunner
+
+    from posegen_core.cli import cli
+
+    result = CliRunner().invoke(cli, ["anerf", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "fit" in result.output and "make-dataset" in result.output
+
+
+def test_retarget_reproduces_a_posegen_skeleton_and_rescales_another():
+    joints, rots = posed_skeleton(2, seed=8)
+    units = joints.double() * conv.UNITS_PER_METRE
+    rest = conv.rest_pose_units(torch.float64)
+    torch.testing.assert_close(conv.retarget(units, rots.double(), rest), units, atol=1e-5, rtol=1e-5)
+    # a subject 10% taller: every joint's offset from the root grows by 10%
+    tall = conv.retarget(units, rots.double(), rest * 1.1)
+    torch.testing.assert_close(tall - tall[:, :1], (units - units[:, :1]) * 1.1, atol=1e-5, rtol=1e-5)

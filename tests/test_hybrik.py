@@ -32,7 +32,7 @@ def res34() -> HybrIK:
 
 @pytest.fixture(scope="module")
 def hrnet() -> HybrIK:
-    return HybrIK(warn=False, backbone="hrnet48", input_size=64)
+    return HybrIK(warn=False, backbone="hrnet48", input_size=32)  # the smallest HRNet input: keeps CPU tests fast
 
 
 def smpl_buffers() -> dict[str, torch.Tensor]:
@@ -67,7 +67,7 @@ def test_official_hrnet_file_picks_the_backbone_from_the_checkpoint(tmp_path, re
     path = tmp_path / "hybrik_hrnet.pth"
     data = {"model": {**state, **smpl_buffers()}}
     torch.save(data, path)
-    est = pg.create_estimator("hybrik", checkpoint=path, input_size=64)
+    est = pg.create_estimator("hybrik", checkpoint=path, input_size=32)
     assert est.backbone == "hrnet48"
     own = est.state_dict()
     assert all(torch.equal(own[k], state[k]) for k in state)
@@ -291,16 +291,17 @@ def test_smpl_path(tmp_path):
 
 
 @pytest.mark.parametrize("which", ["res34", "hrnet"])
-def test_two_step_finetune(which):
-    est = HybrIK(warn=False, input_size=64, backbone="resnet34" if which == "res34" else "hrnet48",
-                 freeze_bn=True, scale_align=True).train()
+def test_two_step_finetune(which, request):
+    est = request.getfixturevalue(which)  # last tests of the module: training the shared fixtures is harmless
+    est.freeze_bn, est.scale_align, est.input_size = True, True, 32
+    est.train()
     stats = next(m for m in est.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_mean.clone()
     opt = torch.optim.SGD(est.parameters(), lr=1e-3)
     target = pg.camera.root_relative(torch.randn(2, 24, 3, generator=torch.Generator().manual_seed(11)) * 0.3)
     before = est.decphi.weight.detach().clone()
     for step in range(2):
         torch.manual_seed(step)  # dropout draws from the global generator
-        loss = est.joint_loss(est(small_images(2, 64, 64, seed=step)), target)
+        loss = est.joint_loss(est(small_images(2, 32, 32, seed=step)), target)
         opt.zero_grad()
         loss.backward()
         opt.step()

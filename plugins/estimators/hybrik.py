@@ -251,7 +251,7 @@ class HybrIK(OfficialEstimator):
         return torch.where(ok[:, None], new_scale[:, None], scale)
 
     def forward(self, images: torch.Tensor) -> pg.EstimatorOutput:
-        images = validation.check_images(images)
+        validation.check_images(images.detach())  # (B, 3, H, W) in [0, 1]; detached: the check reads values
         b = images.shape[0]
         logits, xc = self.heads(self.preprocess(images))
         uvd, maxvals = soft_argmax_3d(logits)

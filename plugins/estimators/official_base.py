@@ -63,7 +63,7 @@ def warn_random_init(name: str, where: str) -> None:
     """Random weights predict nonsense: say so loudly, in the warnings system and on stderr."""
     msg = (
         f"{name} estimator built with RANDOM weights (no checkpoint given): its predictions are meaningless until it "
-        f"is trained. Pass checkpoint=PATH (CLI: --checkpoint PATH); {where}"
+        f"is trained. Pass checkpoint=PATH (posegen run: --estimator-checkpoint PATH); {where}"
     )
     warnings.warn(msg, stacklevel=3)
     import sys

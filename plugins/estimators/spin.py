@@ -168,7 +168,7 @@ class SPIN(OfficialEstimator):
         return pose, shape, cam
 
     def forward(self, images: torch.Tensor) -> pg.EstimatorOutput:
-        images = validation.check_images(images)
+        validation.check_images(images.detach())  # (B, 3, H, W) in [0, 1]; detached: the check reads values
         pose6d, betas, cam = self.regress(self.features(self.preprocess(images)))
         b = images.shape[0]
         rotmats = rotations.rot6d_to_matrix(pose6d.view(b, skeleton.NUM_JOINTS, 6))

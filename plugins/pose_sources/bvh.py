@@ -10,17 +10,25 @@ from __future__ import annotations
 import csv
 import fnmatch
 import glob
+import hashlib
+import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import posegen_core as pg
+from posegen_core.io import atomic_savez
 
 from .bvh_format import BVHMotion, forward_kinematics, read_bvh
 from .bvh_rigs import Rig, resolve_rig
 from .retarget import RetargetPlan, plan_retarget, retarget
+
+#: Bump when retargeting changes, so that cached takes are recomputed.
+CACHE_VERSION = 1
 
 #: A first frame whose limb directions jump by more than this to the second frame is a calibration pose, not motion.
 CALIBRATION_JUMP_DEGREES = 45.0
@@ -127,10 +135,13 @@ class BVHPoseSource(pg.PoseSource):
         include: str | Sequence[str] | None = None,
         exclude: str | Sequence[str] | None = None,
         skip_calibration: bool = True,
+        cache_dir: str | Path | None = None,
     ) -> None:
         """``path``: a .bvh file, a folder or a glob. ``fps``: target frame rate (every k-th frame, k from the
         file's rate); ``step`` overrides it with an explicit k. ``max_frames``: per take, after subsampling.
-        ``include``/``exclude``: shell patterns on take names (file stems), comma-separated or a list."""
+        ``include``/``exclude``: shell patterns on take names (file stems), comma-separated or a list.
+        ``cache_dir``: keep retargeted takes there (npz, keyed by file size/mtime and these options) so later loads
+        skip parsing and retargeting."""
         if path is None:
             raise pg.ConfigError(
                 "the bvh pose source needs path=... (a .bvh file, a folder of them, or a glob), e.g. "
@@ -150,6 +161,7 @@ class BVHPoseSource(pg.PoseSource):
         self.include = include
         self.exclude = exclude
         self.skip_calibration = skip_calibration
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self.takes: list[TakeInfo] = []
         self._cache: pg.PoseSet | None = None
 
@@ -172,31 +184,74 @@ class BVHPoseSource(pg.PoseSource):
         self.takes = []
         indices: dict[Path, dict[str, dict[str, object]]] = {}
         for f in files:
-            cap = None if self.max_frames is None else self.max_frames + 1
-            motion = read_bvh(f, step=self.step or 1, max_frames=cap, head=3,
-                              target_fps=None if self.step else self.fps)
-            step = motion.step
-            source_fps = step / motion.frame_time if motion.frame_time > 0 else 0.0
-            rig = resolve_rig(self.rig, motion.skeleton.names, f)
-            key = (rig.name, tuple(motion.skeleton.names), motion.skeleton.offsets.tobytes())
-            plan = plans.get(key)
-            if plan is None:
-                plan = plans[key] = plan_retarget(motion.skeleton, rig)
-            assert motion.head is not None
-            skip = calibration_frames(motion.head, motion, plan) if self.skip_calibration else 0
-            motion.values = motion.values[skip:][: self.max_frames]
-            if motion.values.shape[0] == 0:
+            cached = self._read_cache(f)
+            if cached is None:
+                cached = self._load_file(f, plans)
+                self._write_cache(f, *cached)
+            global_orient, body_pose, info = cached
+            if len(global_orient) == 0:
                 continue
-            result = retarget(plan, motion.values)
-            n = result.global_orient.shape[0]
-            sets.append(pg.PoseSet(result.global_orient, result.body_pose, np.zeros(n, dtype=np.int64), [f.stem]))
+            n = len(global_orient)
+            sets.append(pg.PoseSet(global_orient, body_pose, np.zeros(n, dtype=np.int64), [f.stem]))
             meta = indices.setdefault(f.parent, read_cmu_index(f.parent)).get(f.stem, {})
-            self.takes.append(TakeInfo(
-                f.stem, f, rig.name, n, motion.total_frames, source_fps, source_fps / step, skip, dict(meta)))
+            self.takes.append(TakeInfo(f.stem, f, info["rig"], n, info["source_frames"], info["source_fps"],
+                                       info["fps"], info["skipped_calibration"], dict(meta)))
         if not sets:
             raise pg.DataError(f"the BVH takes under {self.path} hold no frames after skipping and subsampling.")
         self._cache = pg.PoseSet.concatenate(sets)
         return self._cache
+
+    def _load_file(self, f: Path, plans: dict[tuple, RetargetPlan]) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        cap = None if self.max_frames is None else self.max_frames + 1
+        motion = read_bvh(f, step=self.step or 1, max_frames=cap, head=3, target_fps=None if self.step else self.fps)
+        source_fps = motion.step / motion.frame_time if motion.frame_time > 0 else 0.0
+        rig = resolve_rig(self.rig, motion.skeleton.names, f)
+        key = (rig.name, tuple(motion.skeleton.names), motion.skeleton.offsets.tobytes())
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = plan_retarget(motion.skeleton, rig)
+        assert motion.head is not None
+        skip = calibration_frames(motion.head, motion, plan) if self.skip_calibration else 0
+        values = motion.values[skip:][: self.max_frames]
+        info = {"rig": rig.name, "source_frames": motion.total_frames, "source_fps": source_fps,
+                "fps": source_fps / motion.step, "skipped_calibration": skip}
+        if values.shape[0] == 0:
+            return torch.zeros(0, 3), torch.zeros(0, 23, 3), info
+        result = retarget(plan, values)
+        return result.global_orient, result.body_pose, info
+
+    # -- cache: retargeted takes keyed by the file's identity and every option that changes the result ------------
+    def _cache_path(self, f: Path) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        stat = f.stat()
+        rig = self.rig
+        if isinstance(rig, Rig):
+            rig_key = repr(rig)
+        elif Path(str(rig)).is_file():
+            rig_key = hashlib.sha1(Path(str(rig)).read_bytes()).hexdigest()
+        else:
+            rig_key = str(rig)
+        key = json.dumps([CACHE_VERSION, str(f.resolve()), stat.st_size, stat.st_mtime_ns, rig_key, self.fps,
+                          self.step, self.max_frames, self.skip_calibration])
+        return Path(self.cache_dir) / f"{f.stem}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+
+    def _read_cache(self, f: Path) -> tuple[torch.Tensor, torch.Tensor, dict] | None:
+        path = self._cache_path(f)
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                info = json.loads(str(data["info"]))
+                return torch.from_numpy(data["global_orient"]), torch.from_numpy(data["body_pose"]), info
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None  # a damaged cache entry is simply recomputed
+
+    def _write_cache(self, f: Path, global_orient: torch.Tensor, body_pose: torch.Tensor, info: dict) -> None:
+        path = self._cache_path(f)
+        if path is not None:
+            atomic_savez(path, global_orient=global_orient.numpy(), body_pose=body_pose.numpy(),
+                               info=np.array(json.dumps(info)))
 
 
 @pg.hookimpl

@@ -2,11 +2,12 @@
 
 How it works (all rotations in SMPL's world axes, y up, facing +z):
 
-1. A reference pose of the BVH skeleton that matches SMPL's rest pose (T-pose, palms down) is built once per rig from
-   the BVH offsets: walking down the hierarchy with zero local rotations, each bone that carries an SMPL bone is
-   swung (by the smallest rotation) onto the SMPL rest direction of that bone. Its twist is therefore the BVH rig's
-   own, which is what makes a knee keep bending about its hinge. (Bones pointing the opposite way, as the thighs of
-   rigs whose local y axis runs along every bone, are first turned half a turn about the forward axis.)
+1. A reference pose of the BVH skeleton that matches SMPL's rest pose (T-pose) is built once per rig from the BVH
+   offsets: in the BVH rest pose (every channel zero, every global rotation the identity) each BVH bone that carries
+   an SMPL bone is swung, by the smallest rotation, onto the SMPL rest direction of that bone. Its twist is the rig's
+   own, which is what keeps a knee bending about its hinge. Bones pointing the opposite way (rigs whose local y axis
+   runs along every bone, so the legs point up at rest) first turn half a turn about the forward axis. A rig may
+   add a roll about a limb's bones (``Rig.roll``: CMU's arms, whose rest axes hold the elbow hinge 30 degrees off).
 2. Per frame, each SMPL joint's global rotation is the global rotation of the BVH joint that carries its bone,
    composed with the fixed alignment from (1): ``G_smpl = G_bvh * R_ref^T``. At the reference pose G_smpl = I.
 3. The swing is refined so that the SMPL bone points exactly where the BVH bone points (from the BVH's own FK);
@@ -79,16 +80,12 @@ class RetargetPlan:
         return sorted(set(self.mapped.values()) | set(self.carrier.values()))
 
 
-def _smpl_children() -> list[list[int]]:
-    return sk.children()
-
-
 def plan_retarget(skeleton: BVHSkeleton, rig: Rig) -> RetargetPlan:
     """Compute the fixed rest-pose alignment between ``skeleton`` (described by ``rig``) and SMPL-24."""
     world = rig.world_to_smpl()
     rest = sk.rest_joints(torch.float64).numpy()
     mapped = {sk.JOINT_NAMES.index(s): skeleton.index(b) for s, b in rig.joints.items()}
-    children = _smpl_children()
+    children = sk.children()
     carrier: dict[int, int] = {}
     bone_child: dict[int, int] = {}
     for j in range(sk.NUM_JOINTS):

@@ -271,7 +271,7 @@ class HRNetW48(nn.Module):
 
     def forward(self, x: torch.Tensor) -> HRNetOutput:
         """``x`` (B, 3, H, W) normalised images, H and W multiples of 32 (HybrIK: 256x256)."""
-        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32 or x.shape[2] == 0:
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32 or 0 in x.shape[2:]:
             raise ShapeError(
                 f"HRNetW48 expects images of shape (B, 3, H, W) with H and W multiples of 32, got {tuple(x.shape)}; "
                 "crop or resize to 256x256 as HybrIK does."

@@ -103,6 +103,26 @@ def evaluate(renderer: ANeRFRenderer, data: SubjectDataset, indices: list[int]) 
     return {"psnr": psnr(se / len(indices)), "psnr_person": psnr(se_fg / max(n_fg, 1))}
 
 
+def save_comparison(renderer: ANeRFRenderer, data: SubjectDataset, indices: list[int], path: Path) -> None:
+    """A PNG grid: ground truth on top, the A-NeRF render below, one column per image."""
+    import io
+
+    from PIL import Image
+
+    from posegen_core.io import atomic_write_bytes
+
+    with torch.no_grad():
+        cols = [torch.cat([data.images[i], renderer.render_full(data.joints[i:i + 1], data.rotations[i:i + 1],
+                                                                 data.camera(i))[0][0].clamp(0, 1)], 1)
+                for i in indices]
+    grid = (torch.cat(cols, 2).permute(1, 2, 0) * 255).round().byte().numpy()
+    img = Image.fromarray(grid)
+    img = img.resize((img.width * 4, img.height * 4), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(buf.getvalue(), path)
+
+
 def fit(
     data: SubjectDataset, out_dir: str | Path, settings: FitSettings, resume: bool = False,
     log: Callable[[dict[str, Any]], None] | None = None,
@@ -113,13 +133,15 @@ def fit(
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     history: list[dict[str, Any]] = []
-    step, train_seconds = 0, 0.0
+    step, train_seconds, wall_before = 0, 0.0, 0.0
+    started = time.perf_counter()
     if resume and ckpt.is_file():
         renderer = ANeRFRenderer(checkpoint=ckpt)
         state = load_checkpoint_file(ckpt, what="A-NeRF fit checkpoint")
         step = int(state.get("global_step") or 0)
         meta = state.get("posegen_anerf") or {}
         train_seconds = float(meta.get("train_seconds", 0.0))
+        wall_before = float(meta.get("wall_seconds", 0.0))
         if "rng_state" in meta:
             gen.set_state(meta["rng_state"])
         metrics = out / "metrics.jsonl"
@@ -145,12 +167,14 @@ def fit(
 
     def save() -> None:
         renderer.save(ckpt, global_step=step, optimizer_state_dict=opt.state_dict(), rng_state=gen.get_state(),
-                      train_seconds=train_seconds, fit=asdict(settings))
+                      train_seconds=train_seconds, wall_seconds=wall_before + time.perf_counter() - started,
+                      fit=asdict(settings))
         atomic_write_text("".join(json.dumps(h) + "\n" for h in history), out / "metrics.jsonl")
 
     def record(final: bool = False) -> dict[str, Any]:
         caster.eval()
-        row: dict[str, Any] = {"step": step, "train_seconds": round(train_seconds, 1)}
+        row: dict[str, Any] = {"step": step, "train_seconds": round(train_seconds, 1),
+                               "wall_seconds": round(wall_before + time.perf_counter() - started, 1)}
         for name, idx in (held if final else quick).items():
             for k, v in evaluate(renderer, data, idx).items():
                 row[f"{name}_{k}"] = round(v, 2)
@@ -196,8 +220,14 @@ def fit(
     final["loss"] = round(last_loss, 5)
     history.append({**final, "final": True})
     save()
-    summary = {"steps": step, "train_seconds": round(train_seconds, 1), "train_images": len(train_idx),
+    summary = {"steps": step, "train_seconds": round(train_seconds, 1),
+               "wall_seconds_with_evaluation": round(wall_before + time.perf_counter() - started, 1),
+               "train_images": len(train_idx),
                "rays_in_pool": len(pool), "config": caster.config.as_dict(), "final": final,
                "checkpoint": str(ckpt), "curve": [h for h in history if not h.get("final")]}
     atomic_write_json(summary, out / "summary.json")
+    caster.eval()
+    for name, idx in held.items():
+        if idx:
+            save_comparison(renderer, data, idx[:: max(1, len(idx) // 8)][:8], out / f"{name}.png")
     return summary

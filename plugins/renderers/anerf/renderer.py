@@ -45,8 +45,9 @@ class ANeRFRenderer(pg.Renderer):
             feedback loop); 1 renders every pixel.
         retarget: re-pose the subject's own rest pose with the skeleton's rotations (A-NeRF's novel-pose path) instead
             of using the given joint positions.
-        fast: inference accelerations ``{"early_stop": 1e-3, "skip_far": 1e-4}`` (bounded approximations, see
-            ``FastOptions``); off by default so the output equals the official renderer's.
+        fast: inference accelerations: ``True`` = early ray termination at transmittance 1e-3 (every pixel changes by
+            at most 1e-3); a dict such as ``{"early_stop": 1e-3, "skip_far": 1e-4}`` also skips samples where every
+            cutoff weight is below 1e-4 (see ``FastOptions``). Off by default: the output equals the official one.
         amp: bfloat16 autocast for the networks on GPU (default: on when the renderer lives on a GPU).
         units_per_metre: metres -> A-NeRF units (default: posegen's skeleton matches A-NeRF's SURREAL rest pose).
         seed: seed of the initial weights when there is no checkpoint.
@@ -90,7 +91,7 @@ class ANeRFRenderer(pg.Renderer):
         self.resolution_scale = float(resolution_scale)
         self.retarget = bool(retarget)
         if fast is True:
-            fast = FastOptions(early_stop=1e-3, skip_far=1e-4)
+            fast = FastOptions(early_stop=1e-3)
         elif not fast:
             fast = FastOptions()
         elif isinstance(fast, dict):

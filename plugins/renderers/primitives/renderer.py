@@ -87,14 +87,14 @@ class PrimitivesRenderer(pg.Renderer):
         b = joints.shape[0]
         h, w = intrinsics.height, intrinsics.width
         colours, thickness = resolve_subjects(subject, b, gen, self.subject)
-        colours = colours.to(joints.dtype)
-        ell = build_ellipsoids(joints, rotations, thickness.to(joints.dtype))
+        colours = colours.to(device=joints.device, dtype=joints.dtype)
+        ell = build_ellipsoids(joints, rotations, thickness.to(device=joints.device, dtype=joints.dtype))
         fade = torch.exp(-DEPTH_FADE * (ell.centres[..., 2] - joints[:, :1, 2]))  # (B, K)
-        prim_colours = (colours[:, PRIMITIVE_SLOTS] * fade[..., None]).clamp(0.0, 1.0)
+        prim_colours = (colours[:, PRIMITIVE_SLOTS.to(joints.device)] * fade[..., None]).clamp(0.0, 1.0)
         params, valid = screen_parameters(ell, prim_colours, intrinsics)
         fg, alpha = sp.splat(params, valid, b, h, w, self.settings)
         bg = make_background(self.background if background is None else background, b, h, w, gen,
-                             self.background_color, joints.dtype)
+                             self.background_color, joints.dtype).to(joints.device)
         images = alpha * fg + (1.0 - alpha) * bg
         return pg.RenderOutput(images=images.clamp(0.0, 1.0), alpha=alpha)
 

@@ -106,7 +106,7 @@ class _Pairs:
 
     def __init__(self, params: torch.Tensor, bins: TileBins, zref: torch.Tensor, basis: torch.Tensor,
                  s: SplatSettings) -> None:
-        pp = params[bins.prim]  # (P, 13)
+        pp = torch.index_select(params, 0, bins.prim)  # (P, 13)
         t = bins.tile
         ts = bins.tile_size
         ix = t % bins.tiles_x
@@ -221,12 +221,14 @@ class SplatFunction(torch.autograd.Function):
         torch.sum(gs * fg, 1, out=per_tile[:, 3])  # k0 = sum_c G_c fg_c / S
         torch.mul(g_a, alpha - 1.0, out=per_tile[:, 4])  # d loss / d sum log(1 - o)
         t = bins.tile
-        gathered = per_tile[t]  # (P, 5, n)
+        gathered = torch.index_select(per_tile, 0, t)  # (P, 5, n)
         gs_p = gathered[:, :3]
-        gc_dot = torch.bmm(pr.colour[:, None, :], gs_p)[:, 0]  # (P, n): sum_c G_c colour_c / S
+        col = pr.colour
+        gc_dot = gs_p[:, 0] * col[:, :1]  # (P, n): sum_c G_c colour_c / S
+        gc_dot.addcmul_(gs_p[:, 1], col[:, 1:2]).addcmul_(gs_p[:, 2], col[:, 2:3])
         g_w = gc_dot.mul(pr.shade).sub_(gathered[:, 3])
         q = pr.w * pr.shade
-        g_colour = torch.bmm(gs_p, q[:, :, None])[:, :, 0]  # (P, 3)
+        g_colour = (gs_p * q[:, None]).sum(-1)  # (P, 3)
         del q
         inv_tau = 1.0 / s.tau
         g_xi = g_w * pr.w  # d loss / d exponent
@@ -272,8 +274,8 @@ class SplatFunction(torch.autograd.Function):
 
 
 def _rowdot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(P, n), (P, n) -> (P,) row-wise dot product without a (P, n) temporary."""
-    return torch.bmm(x[:, None, :], y[:, :, None])[:, 0, 0]
+    """(P, n), (P, n) -> (P,) row-wise dot product."""
+    return (x * y).sum(1)
 
 
 _EPS = {torch.float32: 1e-36, torch.float64: 1e-300, torch.float16: 1e-7, torch.bfloat16: 1e-30}
