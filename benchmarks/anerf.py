@@ -8,11 +8,11 @@ Measures, on the same rays of a posed skeleton (inside its bounding cylinder):
   * ``early_stop_skip_far``: also skipping samples whose every cutoff weight is below 1e-4 (exact only where the model
     is empty far from the skeleton, as trained A-NeRFs are; a random network is not, so its difference is large),
     with the fraction of coarse samples that lie that far and the max difference to ``exact``.
-The network has random weights with the density bias set to 0.5 (``--checkpoint`` loads a real one): the cost of exact rendering does not depend on
-the weights, but the fast mode's savings from early termination and its error do (trained A-NeRFs are empty far from
-the skeleton and opaque on the body; random ones are neither).
+The network has random weights with the density bias set to 0.5 (``--checkpoint`` loads a real one): the cost of
+exact rendering does not depend on the weights, but the fast modes' savings and errors do (trained A-NeRFs are
+empty far from the skeleton and opaque on the body; random ones are neither).
 
-Usage: python benchmarks/anerf.py [--rays 512] [--threads 2] [--device cpu|cuda] [--checkpoint PATH]
+Usage: python benchmarks/anerf.py [--rays 512] [--threads 2] [--clock wall|cpu] [--device cpu|cuda] [--checkpoint PATH]
 The last line printed is a JSON object.
 """
 
@@ -117,7 +117,10 @@ def main() -> None:
                 for s in range(0, n, args.chunk)]
         return torch.cat([o["rgb"] for o in outs]), torch.cat([o["acc"] for o in outs])
 
-    result: dict[str, object] = {"benchmark": "anerf", "network": "surreal (8x256, coarse 64 + fine 16)",
+    cfg = caster.config
+    result: dict[str, object] = {"benchmark": "anerf",
+                                 "network": f"{cfg.depth}x{cfg.width}, coarse {cfg.n_samples} + fine "
+                                            f"{cfg.n_importance}{' (one shared net)' if cfg.single_net else ''}",
                                  "rays": n, "threads": args.threads, "device": args.device,
                                  "machine": platform.processor() or platform.machine(),
                                  "weights": args.checkpoint or "random (seed 0, density bias 0.5)",

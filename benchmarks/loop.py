@@ -13,7 +13,6 @@ import platform
 import os
 import resource
 import tempfile
-import time
 import warnings
 
 import torch

@@ -52,6 +52,7 @@ __all__ = [
     "create_body_model", "create_discriminator", "create_estimator", "create_pose_source", "create_prior",
     "create_renderer", "forward_kinematics", "get_registry", "hookimpl", "kinematics", "list_plugins", "project",
     "root_relative", "rotations", "skeleton", "thresholded_joint_loss", "to_camera_frame", "viewpoint_rotation",
+    "io", "losses", "metrics", "spin_data", "validation",
 ]
 
 from .config import PretrainConfig, RunConfig  # noqa: E402

@@ -26,9 +26,18 @@ def frontal_rotation(dtype: torch.dtype = torch.float32, device: torch.device | 
 
 
 def viewpoint_rotation(viewpoint: torch.Tensor) -> torch.Tensor:
-    """K (B, 3) axis-angle -> R (B, 3, 3) with x_cam = R @ (x_body - root) + t."""
-    check_tensor(viewpoint, "viewpoint", (None, 3), hint="K is one axis-angle vector per sample.")
-    return axis_angle_to_matrix(viewpoint) @ frontal_rotation(viewpoint.dtype, viewpoint.device)
+    """K -> R (B, 3, 3) with x_cam = R @ (x_body - root) + t.
+
+    K is (B, 3) axis-angle, or (B, 3, 3) its rotation matrix (smooth everywhere, which matters for gradients: the
+    axis-angle form jumps at half turns).
+    """
+    if isinstance(viewpoint, torch.Tensor) and viewpoint.dim() == 3:
+        check_tensor(viewpoint, "viewpoint", (None, 3, 3), hint="K is (B, 3) axis-angle or (B, 3, 3) rotations.")
+        rk = viewpoint
+    else:
+        check_tensor(viewpoint, "viewpoint", (None, 3), hint="K is one axis-angle vector (or 3x3 rotation) per sample.")
+        rk = axis_angle_to_matrix(viewpoint)
+    return rk @ frontal_rotation(viewpoint.dtype, viewpoint.device)
 
 
 def to_camera_frame(
@@ -42,7 +51,7 @@ def to_camera_frame(
     Args:
         joints: (B, 24, 3) body-frame joints (any root position).
         rotations: (B, 24, 3, 3) body-frame global joint rotations.
-        viewpoint: (B, 3) axis-angle K.
+        viewpoint: (B, 3) axis-angle K, or (B, 3, 3) its rotation matrix.
         distance: metres from the camera centre to the root, along the optical axis.
 
     Returns:
@@ -51,8 +60,9 @@ def to_camera_frame(
     check_tensor(joints, "joints", (None, None, 3), hint="Body-frame joints, one (J, 3) set per sample.")
     check_tensor(rotations, "rotations", (joints.shape[0], joints.shape[1], 3, 3),
                  hint="One global rotation matrix per joint.")
-    check_tensor(viewpoint, "viewpoint", (joints.shape[0], 3), hint="K is one axis-angle vector per sample.")
     r = viewpoint_rotation(viewpoint)
+    if r.shape[0] != joints.shape[0]:
+        raise ShapeError(f"viewpoint has {r.shape[0]} samples for {joints.shape[0]} skeletons; pass one K per sample.")
     rel = joints - joints[:, :1]
     cam = torch.einsum("bij,bkj->bki", r, rel)
     offset = torch.zeros_like(cam[:, :1])
@@ -110,17 +120,25 @@ def project(points: torch.Tensor, intrinsics: Intrinsics, min_depth: float = 1e-
     return torch.stack([uv[..., 0] * intrinsics.fx + intrinsics.cx, uv[..., 1] * intrinsics.fy + intrinsics.cy], -1)
 
 
+def rotation_from_angles(
+    elevation: torch.Tensor, azimuth: torch.Tensor, roll: torch.Tensor | None = None
+) -> torch.Tensor:
+    """K as a rotation matrix (..., 3, 3) for a camera at ``elevation`` (radians; + looks down from above) and
+    ``azimuth`` (radians; + turns the subject's left side towards the camera), with optional ``roll`` about the
+    optical axis."""
+    from .rotations import rotation_about_axis
+
+    r = rotation_about_axis("x", elevation) @ rotation_about_axis("y", azimuth)
+    return r if roll is None else rotation_about_axis("z", roll) @ r
+
+
 def viewpoint_from_angles(
     elevation: torch.Tensor, azimuth: torch.Tensor, roll: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Axis-angle K (..., 3) for a camera at ``elevation`` (radians; + looks down from above) and ``azimuth``
-    (radians; + turns the subject's left side towards the camera), with optional ``roll`` about the optical axis."""
-    from .rotations import matrix_to_axis_angle, rotation_about_axis
+    """Axis-angle K (..., 3) of ``rotation_from_angles``."""
+    from .rotations import matrix_to_axis_angle
 
-    r = rotation_about_axis("x", elevation) @ rotation_about_axis("y", azimuth)
-    if roll is not None:
-        r = rotation_about_axis("z", roll) @ r
-    return matrix_to_axis_angle(r)
+    return matrix_to_axis_angle(rotation_from_angles(elevation, azimuth, roll))
 
 
 def viewpoint_angles(viewpoint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

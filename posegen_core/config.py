@@ -53,7 +53,10 @@ class RunConfig:
     scenario: str = "ood"  # ood: L_fb = c - e (the paper's best); ind: L_fb = e
     feedback: str = "render"  # render: through pixels (differentiable renderers); pose: official-code variant; none
     generate_viewpoint: bool = True  # False: theta only (the paper's A1 ablation), K = 0
-    k_max: float = math.pi  # bound on each component of K (radians)
+    viewpoint_param: str = "angles"  # angles: elevation/azimuth/roll -> K; axis_angle: the paper's literal K
+    max_elevation: float = math.pi / 2  # "angles": bound on the camera elevation (radians)
+    max_roll: float = 0.25  # "angles": bound on the camera roll about its optical axis (radians)
+    k_max: float = math.pi  # "axis_angle": bound on each component of K (radians)
     latent_dim: int = 32
     iters: int = 300
     batch_size: int = 64
@@ -61,7 +64,8 @@ class RunConfig:
     w1: float = 1.0
     w2: float = 0.1
     c: float = 1.0  # metres
-    d: float = 0.3  # metres; eq. 13 threshold of the fine-tuning loss (official: 0.2)
+    d: float | None = None  # metres; eq. 13 threshold dropping render failures (official: 0.2 with A-NeRF renders;
+    # off by default because the primitives renderer does not fail, and hard ood samples exceed 0.2 m by design)
     lr_g: float = 1e-4
     lr_d: float = 1e-4
     grad_clip: float = 1.0

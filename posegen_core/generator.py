@@ -1,8 +1,14 @@
 """The generator G: latent z -> body pose theta (23 joints, axis-angle) and camera viewpoint K (axis-angle).
 
 The pose trunk follows the official code's BAGenerator (Linear 256 + BatchNorm + LeakyReLU, two stages of two such
-layers, a per-joint (axis, angle) decode). K is decoded as ``k_max * tanh`` per component, so its range can be bounded;
-with ``viewpoint=False`` G generates theta only (the paper's A1 ablation) and K is always 0.
+layers, a per-joint (axis, angle) decode). K is always returned as an axis-angle vector (the contract); G's view head
+parametrises it in one of two ways:
+
+- ``"angles"`` (default): camera elevation in [-max_elevation, max_elevation], azimuth in (-pi, pi) and a small roll in
+  [-max_roll, max_roll], converted to K. Cameras look at people upright or from above/below, rarely rolled upside down.
+- ``"axis_angle"`` (the paper's literal K): ``k_max * tanh`` per component, which reaches every rotation.
+
+With ``viewpoint=False`` G generates theta only (the paper's A1 ablation) and K is always 0.
 """
 
 from __future__ import annotations
@@ -12,13 +18,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .camera import rotation_from_angles
+from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from .errors import ConfigError
 from .skeleton import NUM_BODY_JOINTS
+
+VIEWPOINT_PARAMS = ("angles", "axis_angle")
 
 
 @dataclass
 class GeneratorOutput:
     body_pose: torch.Tensor  # (B, 23, 3)
-    viewpoint: torch.Tensor  # (B, 3)
+    viewpoint: torch.Tensor  # (B, 3) axis-angle K
+    view_rotation: torch.Tensor  # (B, 3, 3) the same K as a matrix: use it for gradients (smooth at half turns)
 
 
 def _block(i: int, o: int) -> list[nn.Module]:
@@ -28,12 +40,16 @@ def _block(i: int, o: int) -> list[nn.Module]:
 class PoseGenerator(nn.Module):
     def __init__(
         self, latent_dim: int = 32, hidden: int = 256, stages: int = 2, viewpoint: bool = True,
-        k_max: float = torch.pi,
+        viewpoint_param: str = "angles", k_max: float = torch.pi, max_elevation: float = torch.pi / 2,
+        max_roll: float = 0.25,
     ) -> None:
         super().__init__()
+        if viewpoint_param not in VIEWPOINT_PARAMS:
+            raise ConfigError(f"viewpoint_param must be one of {', '.join(VIEWPOINT_PARAMS)}; got '{viewpoint_param}'.")
         self.latent_dim = latent_dim
         self.viewpoint = viewpoint
-        self.k_max = float(k_max)
+        self.viewpoint_param = viewpoint_param
+        self.k_max, self.max_elevation, self.max_roll = float(k_max), float(max_elevation), float(max_roll)
         layers = _block(latent_dim, hidden)
         for _ in range(stages):
             layers += _block(hidden, hidden) + _block(hidden, hidden)
@@ -55,6 +71,10 @@ class PoseGenerator(nn.Module):
         body_pose = axis * v[..., 3:]
         if self.view_head is None:
             k = torch.zeros(z.shape[0], 3, dtype=z.dtype, device=z.device)
-        else:
+            return GeneratorOutput(body_pose, k, axis_angle_to_matrix(k))
+        if self.viewpoint_param == "axis_angle":
             k = self.k_max * torch.tanh(self.view_head(h))
-        return GeneratorOutput(body_pose, k)
+            return GeneratorOutput(body_pose, k, axis_angle_to_matrix(k))
+        r = torch.tanh(self.view_head(h))
+        rot = rotation_from_angles(self.max_elevation * r[:, 0], torch.pi * r[:, 1], self.max_roll * r[:, 2])
+        return GeneratorOutput(body_pose, matrix_to_axis_angle(rot.detach()), rot)

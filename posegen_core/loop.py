@@ -307,7 +307,10 @@ class PoseGenRun:
     # -- training state --------------------------------------------------------------------------------
     def _init_training(self) -> None:
         cfg, p = self.cfg, self.parts
-        self.G = PoseGenerator(cfg.latent_dim, viewpoint=cfg.generate_viewpoint, k_max=cfg.k_max)
+        self.G = PoseGenerator(
+            cfg.latent_dim, viewpoint=cfg.generate_viewpoint, viewpoint_param=cfg.viewpoint_param, k_max=cfg.k_max,
+            max_elevation=cfg.max_elevation, max_roll=cfg.max_roll,
+        )
         self.D = p.discriminator
         self.P = p.estimator
         self.P_pretrained = copy.deepcopy(p.estimator).eval()
@@ -349,10 +352,11 @@ class PoseGenRun:
             )
 
     # -- stage 1: G and D with feedback ------------------------------------------------------------------
-    def _generate(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _generate(self, n: int, gen: torch.Generator, matrix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(body_pose, K) from G; K as rotation matrices (for gradients) or axis-angle vectors (for export)."""
         z = self.parts.prior.sample(n, self.cfg.latent_dim, generator=gen)
         out = self.G(z)
-        return out.body_pose, out.viewpoint
+        return out.body_pose, (out.view_rotation if matrix else out.viewpoint)
 
     def _scene(self, body_pose: torch.Tensor, viewpoint: torch.Tensor, gen: torch.Generator,
                global_orient: torch.Tensor | None = None, subject: Any = None) -> SceneBatch:
@@ -495,7 +499,7 @@ class PoseGenRun:
         with torch.no_grad():
             for start in range(0, cfg.samples, 256):
                 n = min(256, cfg.samples - start)
-                body_pose, view = self._generate(n, gen)
+                body_pose, view = self._generate(n, gen, matrix=False)
                 scene = self._scene(body_pose, view, gen)
                 poses.append(body_pose)
                 views.append(view)

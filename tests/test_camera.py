@@ -126,9 +126,9 @@ def test_intrinsics_reject_empty_images():
 
 def test_camera_inputs_are_shape_checked():
     joints, rots = rest_pose(2)
-    with pytest.raises(pg.ShapeError, match=r"viewpoint must have shape \(2, 3\); got \(2, 4\)"):
+    with pytest.raises(pg.ShapeError, match=r"viewpoint must have shape \(B, 3\); got \(2, 4\)"):
         to_camera_frame(joints, rots, torch.zeros(2, 4, dtype=torch.float64))
-    with pytest.raises(pg.ShapeError, match=r"viewpoint must have shape \(2, 3\); got \(1, 3\)"):
+    with pytest.raises(pg.ShapeError, match=r"viewpoint has 1 samples for 2 skeletons"):
         to_camera_frame(joints, rots, torch.zeros(1, 3, dtype=torch.float64))
     with pytest.raises(pg.ShapeError, match=r"rotations must have shape \(2, 24, 3, 3\)"):
         to_camera_frame(joints, rots[:, :, :2], torch.zeros(2, 3, dtype=torch.float64))
@@ -164,3 +164,22 @@ def test_skeleton_fits_in_the_default_framing():
         uv = project(view(k)[0], intr)
         assert bool(((uv >= 0) & (uv <= 64)).all()), k
     assert skeleton.NUM_JOINTS == 24
+
+
+def test_viewpoint_as_matrix_matches_axis_angle_and_angles_round_trip():
+    from posegen_core.camera import rotation_from_angles, viewpoint_angles, viewpoint_from_angles
+
+    joints, rots = rest_pose(4)
+    g = torch.Generator().manual_seed(5)
+    k = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    a = to_camera_frame(joints, rots, k)
+    b = to_camera_frame(joints, rots, pg.rotations.axis_angle_to_matrix(k))
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(a[1], b[1])
+    elev = torch.tensor([0.0, 0.7, -1.2, 0.3], dtype=torch.float64)
+    azim = torch.tensor([0.0, 2.5, -0.4, -3.0], dtype=torch.float64)
+    e, z = viewpoint_angles(viewpoint_from_angles(elev, azim))
+    torch.testing.assert_close(e, elev)
+    torch.testing.assert_close(z, azim)
+    e2, _ = viewpoint_angles(rotation_from_angles(elev, azim))
+    torch.testing.assert_close(e2, elev)

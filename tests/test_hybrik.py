@@ -4,7 +4,6 @@ IK against forward kinematics, soft-argmax and camera back-projection by hand, p
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from posegen_plugins.estimators.hybrik import (
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_smpl import write_synthetic_smpl  # noqa: E402
-from test_spin import fabricate, reference_layout, small_images  # noqa: E402
+from official_layouts import fabricate, reference_layout, small_images  # noqa: E402
 
 RES34 = "hybrik_res34_cam_state_dict.txt"
 HRNET = "hybrik_hrnet_w48_state_dict.txt"
@@ -308,3 +307,17 @@ def test_two_step_finetune(which, request):
         assert torch.isfinite(loss)
     assert torch.equal(next(m for m in est.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_mean, stats)
     assert not torch.equal(est.decphi.weight, before)  # the twist head learns through the posed joints
+
+
+def test_ik_is_differentiable_in_joints_and_twists():
+    # The feedback loop can back-propagate through a frozen estimator: the eval-mode IK must have exact gradients.
+    rest = ik.skeleton_rest_joints29(torch.float64)
+    rots = random_pose(1, seed=12)
+    joints, _ = ik.forward_kinematics29(rots, rest)
+    phis = true_twists(rots, rest)
+    joints.requires_grad_(True)
+    phis.requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda j, p: ik.inverse_kinematics(j, p, rest, fallback_distance=1.0).rotations, (joints, phis), atol=1e-6,
+        fast_mode=True,
+    )

@@ -109,7 +109,7 @@ def test_render_command_errors_are_clear(tmp_path: Path) -> None:
                               "--out", str(tmp_path / "x.png")])
     assert res.exit_code == 2 and "unknown subject 'zoe'" in res.output
     res = runner.invoke(cli, ["render", "--poses", str(tmp_path / "p.npz"), "-o", "background"])
-    assert res.exit_code == 2 and "key=value" in res.output
+    assert res.exit_code == 2 and "KEY=VALUE" in res.output
     assert not (tmp_path / "x.png").exists()
 
 

@@ -3,6 +3,7 @@ from the mean parameters, body-model outputs, fine-tuning options. Small inputs 
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -15,44 +16,13 @@ from posegen_core.errors import CheckpointError, ConfigError, DataError, ShapeEr
 from posegen_plugins.estimators import spin as spin_mod
 from posegen_plugins.estimators.spin import SPIN
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
-
-
-def reference_layout(name: str) -> list[tuple[str, tuple[int, ...]]]:
-    path = REFERENCE / name
-    if not path.is_file():
-        pytest.skip(f"reference key list {path} not available")
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            key, shape = line.split(" ", 1)
-            out.append((key, tuple(int(s) for s in shape.strip("()").split(",") if s.strip())))
-    return out
-
-
-def fabricate(layout: list[tuple[str, tuple[int, ...]]], seed: int = 0) -> dict[str, torch.Tensor]:
-    """A state dict with the listed names and shapes and random values (BN variances positive, counters int64)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in layout:
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(7, dtype=torch.long)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=g) * 0.01
-    return state
+sys.path.insert(0, str(Path(__file__).parent))
+from official_layouts import fabricate, reference_layout, small_images  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model() -> SPIN:
     return SPIN(warn=False, input_size=64)
-
-
-def small_images(b: int = 2, h: int = 48, w: int = 40, seed: int = 0) -> torch.Tensor:
-    return torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(seed))
 
 
 # --------------------------------------------------------------------------------------------------- layout
@@ -222,9 +192,6 @@ def test_missing_smpl_file_is_a_clear_error(tmp_path):
 
 
 def test_smpl_path_uses_predicted_shape(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from synthetic_smpl import write_synthetic_smpl
 
     smpl = write_synthetic_smpl(tmp_path / "SMPL_NEUTRAL.npz")

@@ -36,7 +36,8 @@ from posegen_core.errors import ConfigError, DataError
 from . import hybrik_ik
 from .backbones.resnet import ResNet
 from .official_base import (
-    OfficialEstimator, identify_state_dict, normalise, peek_checkpoint, square_crop_resize, warn_random_init,
+    OfficialEstimator, identify_state_dict, normalise, peek_checkpoint, square_crop_resize, unwrap_official,
+    warn_random_init,
 )
 
 INPUT_SIZE = 256
@@ -301,8 +302,6 @@ def build_hybrik(checkpoint: str | Path | None = None, strict: bool = True, **op
         arch = {k: saved[k] for k in ("backbone", "input_size") if k in saved}
         options = {**saved, **options, **arch}
     elif data is not None and "backbone" not in options:
-        from .official_base import unwrap_official
-
         try:
             found = identify_state_dict(unwrap_official(data, checkpoint, HybrIK.official_what))
         except pg.CheckpointError:

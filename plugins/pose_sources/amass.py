@@ -21,7 +21,7 @@ import torch
 
 import posegen_core as pg
 
-from .bvh import select_takes
+from .bvh import check_subsampling, select_takes
 
 #: Number of leading axis-angle triplets that are SMPL's root + body joints, per AMASS layout (poses width).
 _BODY_TRIPLETS = {72: 24, 156: 22, 165: 22}
@@ -117,12 +117,7 @@ class AMASSPoseSource(pg.PoseSource):
                 "the amass pose source needs path=... (an AMASS .npz file or a folder of them). AMASS is at "
                 "https://amass.is.tue.mpg.de (free registration)."
             )
-        if fps is not None and not fps > 0:
-            raise pg.ConfigError(f"fps must be positive; got {fps}.")
-        if step is not None and int(step) < 1:
-            raise pg.ConfigError(f"step must be a positive integer; got {step}.")
-        if max_frames is not None and int(max_frames) < 1:
-            raise pg.ConfigError(f"max_frames must be a positive integer; got {max_frames}.")
+        check_subsampling(fps, step, max_frames)
         if up not in ("z", "y"):
             raise pg.ConfigError(f"up must be 'z' (AMASS) or 'y'; got {up!r}.")
         self.path, self.fps, self.up = path, fps, up

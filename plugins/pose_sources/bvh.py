@@ -60,6 +60,16 @@ def _patterns(value: str | Sequence[str] | None) -> list[str]:
     return [str(v) for v in value]
 
 
+def check_subsampling(fps: float | None, step: int | None, max_frames: int | None) -> None:
+    """The frame-subsampling options shared by the mocap pose sources."""
+    if fps is not None and not fps > 0:
+        raise pg.ConfigError(f"fps must be positive; got {fps}.")
+    if step is not None and int(step) < 1:
+        raise pg.ConfigError(f"step must be a positive integer; got {step}.")
+    if max_frames is not None and int(max_frames) < 1:
+        raise pg.ConfigError(f"max_frames must be a positive integer; got {max_frames}.")
+
+
 def select_takes(names: Sequence[str], include: str | Sequence[str] | None, exclude: str | Sequence[str] | None) -> list[str]:
     """Take names kept by shell-style ``include`` patterns (all when none) minus ``exclude`` patterns."""
     inc, exc = _patterns(include), _patterns(exclude)
@@ -147,12 +157,7 @@ class BVHPoseSource(pg.PoseSource):
                 "the bvh pose source needs path=... (a .bvh file, a folder of them, or a glob), e.g. "
                 "--pose-source bvh with pose_source_options {path = 'mocap/cmu'}."
             )
-        if fps is not None and not fps > 0:
-            raise pg.ConfigError(f"fps must be positive; got {fps}.")
-        if step is not None and int(step) < 1:
-            raise pg.ConfigError(f"step must be a positive integer; got {step}.")
-        if max_frames is not None and int(max_frames) < 1:
-            raise pg.ConfigError(f"max_frames must be a positive integer; got {max_frames}.")
+        check_subsampling(fps, step, max_frames)
         self.path = path
         self.rig = rig
         self.fps = fps

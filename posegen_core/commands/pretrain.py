@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from ..body_models import create_body_model
-from ..camera import Intrinsics
 from ..config import PretrainConfig
 from ..plugins import create_estimator, create_pose_source, create_renderer
 from ..pretrain import pretrain_estimator

@@ -6,7 +6,6 @@ projected skeleton drawn on top (left bones blue, right bones red). Works with a
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from .. import skeleton
 from ..camera import Intrinsics, project, to_camera_frame
 from ..errors import ConfigError, DataError
+from .run import parse_set
 from ..kinematics import forward_kinematics
 
 #: Named viewpoints K (axis-angle in the camera frame, see posegen_core.camera).
@@ -122,20 +122,6 @@ def load_poses(source: str, **options) -> tuple[torch.Tensor, torch.Tensor]:
     return poses.global_orient.float(), poses.body_pose.float()
 
 
-def parse_options(items: tuple[str, ...]) -> dict[str, object]:
-    """key=value pairs; values are JSON when they parse as JSON (numbers, true/false, lists), else strings."""
-    out: dict[str, object] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"renderer option '{item}' must look like key=value, e.g. -o background=noise.")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 def render_grid(
     renderer_name: str = "primitives",
     poses: str = "default",
@@ -222,7 +208,7 @@ def render(renderer_name, poses, count, views, size, distance, subject, skeleton
     summary = render_grid(
         renderer_name=renderer_name, poses=poses, count=count, views=views, size=size, distance=distance,
         subject=subject, skeleton_overlay=skeleton_overlay, scale=scale, seed=seed, shuffle=shuffle,
-        zero_orient=zero_orient, renderer_options=parse_options(options), out=out,
+        zero_orient=zero_orient, renderer_options=parse_set(options, flag="-o"), out=out,
     )
     click.echo(
         f"wrote {summary['path']}: {summary['poses']} poses x {summary['views']} views at "

@@ -21,13 +21,13 @@ FLAGS = {
 }
 
 
-def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
-    """``--set key=value`` pairs; values are JSON when they parse as JSON (numbers, booleans, objects), else text.
+def parse_set(values: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
+    """``key=value`` pairs; values are JSON when they parse as JSON (numbers, booleans, lists, objects), else text.
     Dotted keys reach nested tables, e.g. ``pretrain.steps=500`` or ``pose_source_options.path=/data/cmu``."""
     out: dict[str, Any] = {}
     for item in values:
         if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE; got '{item}'.")
+            raise ConfigError(f"{flag} expects KEY=VALUE (e.g. {flag} iters=100); got '{item}'.")
         key, raw = item.split("=", 1)
         try:
             value = json.loads(raw)

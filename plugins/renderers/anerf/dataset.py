@@ -103,7 +103,8 @@ def load_dataset(path: str | Path) -> SubjectDataset:
         images=torch.from_numpy(data["images"]).permute(0, 3, 1, 2).float() / 255.0,
         masks=torch.from_numpy(data["masks"]) > 0, joints=torch.from_numpy(data["joints"]).float(),
         rotations=torch.from_numpy(data["rotations"]).float(), intrinsics=torch.from_numpy(data["intrinsics"]).float(),
-        pose_index=torch.from_numpy(data["pose_index"]).long(), camera_index=torch.from_numpy(data["camera_index"]).long(),
+        pose_index=torch.from_numpy(data["pose_index"]).long(),
+        camera_index=torch.from_numpy(data["camera_index"]).long(),
         split=torch.from_numpy(data["split"]).long(),
         background=tuple(float(v) for v in data["background"]),  # type: ignore[arg-type]
     )

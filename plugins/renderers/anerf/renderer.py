@@ -145,10 +145,13 @@ class ANeRFRenderer(pg.Renderer):
 
     def _frames(self, subject: int | str | torch.Tensor | None, b: int, dev: torch.device) -> torch.Tensor:
         """Frame-code index per image: ``subject`` as an int or (B,) tensor; None or -1 = the mean code."""
-        if subject is None or isinstance(subject, str):
-            return torch.full((b,), -1, dtype=torch.long, device=dev)
-        idx = torch.as_tensor(subject, device=dev).long().reshape(-1).expand(b) if torch.as_tensor(
-            subject).numel() == 1 else torch.as_tensor(subject, device=dev).long()
+        if isinstance(subject, bool) or not isinstance(subject, (int, torch.Tensor)):
+            return torch.full((b,), -1, dtype=torch.long, device=dev)  # other renderers' subject ids/names
+        idx = torch.as_tensor(subject, device=dev).long().reshape(-1)
+        if idx.numel() == 1:
+            idx = idx.expand(b)
+        elif idx.numel() != b:
+            raise pg.ConfigError(f"subject must be one frame-code index or one per image ({b}); got {idx.numel()}.")
         n = self.config.n_framecodes
         if n and bool((idx >= n).any()):
             raise pg.ConfigError(f"frame code index out of range: the checkpoint has {n} frame codes (0..{n - 1}); "
