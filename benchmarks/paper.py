@@ -42,6 +42,20 @@ TRAIN_SUBJECT = 0  # the appearance of every training render (the paper's single
 NEW_SUBJECT = 3  # an appearance never rendered in training
 EVAL_SAMPLES = 500
 
+#: The methods (the paper's Tables 5-7 and Fig. 6); every fine-tuned one gets the same steps, batch and samples.
+METHODS: dict[str, dict[str, Any]] = {
+    "A1": dict(feedback="none", generate_viewpoint=False),  # theta only, K = 0, no feedback
+    "A2": dict(feedback="none"),  # theta + K (G's untrained, spread viewpoints), no feedback
+    "A3": dict(feedback="render", scenario="ood"),  # theta + K + feedback: PoseGen
+    "A3-ind": dict(feedback="render", scenario="ind"),
+    "A3-uniform": dict(feedback="render", prior="uniform"),
+    "A3-spherical": dict(feedback="render", prior="spherical"),
+    "oracle": dict(feedback="none", _oracle=True),  # fine-tuned on target-like data (the paper's FT rows)
+    "A3-1K": dict(feedback="render", samples=1000),
+    "A3-6K": dict(feedback="render", samples=6000),
+    "A3-9K": dict(feedback="render", samples=9000),
+}
+
 
 def motion_group(description: str) -> str:
     d = description.lower()
@@ -135,7 +149,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/paper"))
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--fps", type=float, default=10.0, help="mocap subsampling rate")
+    ap.add_argument("--methods", default=None, help=f"comma-separated subset of {', '.join(METHODS)}")
     args = ap.parse_args()
+    if args.methods is None:
+        args.methods = "A2,A3" if args.quick else ",".join(METHODS)
     if not (args.data / "cmu_cc").is_dir():
         print(json.dumps({"benchmark": "paper", "skipped": f"no CMU data under {args.data / 'cmu_cc'}"}))
         return
@@ -146,9 +163,9 @@ def main() -> None:
     cache = args.out / "cache"
     seeds = list(range(args.seeds or (1 if args.quick else 3)))
     budget = dict(  # identical for every fine-tuned method
-        image_size=64, batch_size=64, finetune_batch=64, source_mix=0.5, lr_p=3e-4,
-        iters=60 if args.quick else 150, samples=1500 if args.quick else 3000,
-        finetune_steps=150 if args.quick else 300,
+        image_size=64, batch_size=64, finetune_batch=32, source_mix=0.5,
+        feedback_start=800, iters=800 + (100 if args.quick else 200), samples=1500 if args.quick else 3000,
+        finetune_steps=200 if args.quick else 300, lr_p=1e-4,
     )
     pre_cfg = pg.PretrainConfig(steps=1200 if args.quick else 3000, batch_size=64, lr=2e-3, eval_every=300)
 
@@ -183,29 +200,19 @@ def main() -> None:
         subject=TRAIN_SUBJECT, eval_samples=16, report=False, export_images=False, checkpoint_every=10**6,
         log_every=50, **budget,
     )
-    methods: dict[str, dict[str, Any]] = {
-        "A2 (theta+K)": dict(feedback="none"),
-        "A3 (theta+K+feedback, ood)": dict(feedback="render", scenario="ood"),
-    }
-    if not args.quick:
-        methods = {
-            "A1 (theta only)": dict(feedback="none", generate_viewpoint=False),
-            **methods,
-            "A3 ind": dict(feedback="render", scenario="ind"),
-            "A3 uniform prior": dict(feedback="render", prior="uniform"),
-            "A3 spherical prior": dict(feedback="render", prior="spherical"),
-            "oracle (target-like FT)": dict(feedback="none", _oracle=True),
-            **{f"A3 {n // 1000}K samples": dict(feedback="render", samples=n) for n in (1000, 6000, 9000)},
-        }
+    methods = {k: v for k, v in METHODS.items() if k in args.methods.split(",")}
+    unknown = set(args.methods.split(",")) - set(METHODS)
+    if unknown:
+        raise SystemExit(f"unknown methods {sorted(unknown)}; available: {', '.join(METHODS)}")
     for name, over in methods.items():
+        over = dict(over)
         oracle = over.pop("_oracle", False)
         results[name] = []
         for seed in seeds:
             t0 = time.time()
-            cfg = replace(base, seed=seed, out=str(args.out / "runs" / f"{name.split()[0]}-{abs(hash(name)) % 10**6}-{seed}"),
-                          **over)
+            cfg = replace(base, seed=seed, out=str(args.out / "runs" / f"{name}-{seed}"), **over)
             if oracle:
-                cfg = replace(cfg, iters=0)
+                cfg = replace(cfg, iters=0, feedback_start=0)
             run_cls = OracleRun if oracle else PoseGenRun
             run = run_cls(cfg, overwrite=True, console=quiet)
             run.run()
@@ -225,8 +232,7 @@ def main() -> None:
     final = {
         "benchmark": "paper", "quick": args.quick, "seeds": len(seeds), "elapsed_s": round(time.time() - t_start, 1),
         "pretrained_target_mpjpe": summary["pretrained"][key]["mpjpe_mean"],
-        "A2_target_mpjpe": summary["A2 (theta+K)"][key]["mpjpe_mean"],
-        "A3_target_mpjpe": summary["A3 (theta+K+feedback, ood)"][key]["mpjpe_mean"],
+        **{f"{m}_target_mpjpe": summary[m][key]["mpjpe_mean"] for m in ("A2", "A3") if m in summary},
     }
     print(json.dumps(final))
 
@@ -263,12 +269,12 @@ def plot(summary: dict, results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    names = [n for n in summary if not n.startswith("A3 ") or "K samples" not in n]
+    names = [n for n in summary if not n.endswith("K")]
     d = "target_novel_views"
     axes[0].barh(names, [summary[n][d]["mpjpe_mean"] for n in names], xerr=[summary[n][d]["mpjpe_std"] for n in names],
                  color="tab:red")
     axes[0].set(xlabel="MPJPE (mm), held-out takes from novel views", title="methods (3 seeds)")
-    sizes = sorted((results[n + " samples"], n) for n in summary if n.startswith("A3") and ("K samples" in n or "ood" in n))
+    sizes = sorted((results[n + " samples"], n) for n in summary if n == "A3" or (n.startswith("A3-") and n.endswith("K")))
     axes[1].errorbar([s for s, _ in sizes], [summary[n][d]["mpjpe_mean"] for _, n in sizes],
                      yerr=[summary[n][d]["mpjpe_std"] for _, n in sizes], marker="o")
     axes[1].set(xlabel="generated samples", ylabel="MPJPE (mm)", title="dataset size (the paper's Fig. 6)")

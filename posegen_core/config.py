@@ -21,7 +21,7 @@ FINETUNE_MODES = ("after", "loop", "both", "none")
 class PretrainConfig:
     """Pre-training of the estimator on the source domain (everyday poses, chest-height cameras)."""
 
-    steps: int = 2500
+    steps: int = 1500
     batch_size: int = 64
     lr: float = 2e-3
     eval_every: int = 250
@@ -58,7 +58,8 @@ class RunConfig:
     max_roll: float = 0.25  # "angles": bound on the camera roll about its optical axis (radians)
     k_max: float = math.pi  # "axis_angle": bound on each component of K (radians)
     latent_dim: int = 32
-    iters: int = 300
+    iters: int = 1800  # GAN iterations in all
+    feedback_start: int = 1500  # adversarial-only iterations first (the official code starts feedback at epoch 3)
     batch_size: int = 64
     feedback_every: int = 1
     w1: float = 1.0
@@ -66,8 +67,8 @@ class RunConfig:
     c: float = 1.0  # metres
     d: float | None = None  # metres; eq. 13 threshold dropping render failures (official: 0.2 with A-NeRF renders;
     # off by default because the primitives renderer does not fail, and hard ood samples exceed 0.2 m by design)
-    lr_g: float = 1e-4
-    lr_d: float = 1e-4
+    lr_g: float = 5e-4  # official 1e-4 at batch 1024; the CPU default's batch is 64
+    lr_d: float = 5e-4
     grad_clip: float = 1.0
     pool_size: int = 4096
     # dataset and fine-tuning
@@ -75,9 +76,9 @@ class RunConfig:
     image_size: int = 64
     camera_distance: float = 4.0
     finetune: str = "after"  # after (official), loop (P updated in the GAN loop), both, none
-    finetune_steps: int = 600
-    finetune_batch: int = 64
-    lr_p: float = 3e-4
+    finetune_steps: int = 500
+    finetune_batch: int = 32  # generated samples per step; source_mix adds source-domain ones
+    lr_p: float = 1e-4
     source_mix: float = 0.5  # fraction of each fine-tuning batch drawn from the source domain
     freeze_bn: bool = False
     # evaluation
@@ -101,7 +102,7 @@ class RunConfig:
         need(self.scenario in ("ood", "ind"), f"scenario must be 'ood' or 'ind'; got '{self.scenario}'.")
         need(self.feedback in FEEDBACK_MODES, f"feedback must be one of {', '.join(FEEDBACK_MODES)}; got '{self.feedback}'.")
         need(self.finetune in FINETUNE_MODES, f"finetune must be one of {', '.join(FINETUNE_MODES)}; got '{self.finetune}'.")
-        for name in ("iters", "samples", "eval_samples", "finetune_batch", "latent_dim"):
+        for name in ("iters", "feedback_start", "samples", "eval_samples", "finetune_batch", "latent_dim"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0; got {getattr(self, name)}.")
         need(self.batch_size >= 2, f"batch_size must be >= 2 (BatchNorm in G); got {self.batch_size}.")
         need(self.image_size >= 16, f"image_size must be >= 16 pixels; got {self.image_size}.")

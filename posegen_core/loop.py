@@ -388,7 +388,8 @@ class PoseGenRun:
             adv = lsgan_generator_loss(self.D(body_pose))
             fb = err = None
             scene = None
-            if cfg.feedback != "none" and self.step % cfg.feedback_every == 0:
+            feedback_now = self.step >= cfg.feedback_start and (self.step - cfg.feedback_start) % cfg.feedback_every == 0
+            if cfg.feedback != "none" and feedback_now:
                 self.P.eval()
                 self.P.requires_grad_(False)
                 if use_pixels:
@@ -419,7 +420,7 @@ class PoseGenRun:
             self.opt_d.step()
             # in-loop fine-tuning of the estimator on this batch (after G's backward, which went through P)
             loss_p = None
-            if cfg.finetune in ("loop", "both"):
+            if cfg.finetune in ("loop", "both") and self.step >= cfg.feedback_start:
                 with torch.no_grad():
                     if scene is None:
                         scene = self._scene(body_pose.detach(), view.detach(), self.rng)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,19 +13,14 @@ from posegen_core.errors import CheckpointError, ConfigError, ShapeError
 from posegen_core.io import load_state_dict_strict
 from posegen_plugins.estimators.backbones.hrnet import HighResolutionModule, HRNetW48
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hybrik_hrnet_w48_state_dict.txt"
+sys.path.insert(0, str(Path(__file__).parent))
+from official_layouts import fabricate, reference_layout  # noqa: E402
 
 
 def _reference_preact() -> dict[str, tuple[int, ...]]:
     """The ``preact.*`` entries of the official HybrIK HRNet state dict, prefix stripped, in file order."""
-    if not REFERENCE.is_file():
-        pytest.skip(f"reference key list not found at {REFERENCE}")
-    keys: dict[str, tuple[int, ...]] = {}
-    for line in REFERENCE.read_text().splitlines():
-        if line.startswith("preact."):
-            name, shape = line.split(" ", 1)
-            keys[name[len("preact."):]] = tuple(ast.literal_eval(shape))
-    return keys
+    layout = reference_layout("hybrik_hrnet_w48_state_dict.txt")
+    return {k[len("preact."):]: shape for k, shape in layout if k.startswith("preact.")}
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +44,7 @@ def test_parameter_count_matches_the_reference_rebuild(model):
 
 def test_fabricated_official_state_dict_loads_strictly_and_round_trips():
     ref = _reference_preact()
-    g = torch.Generator().manual_seed(3)
-    state = {}
-    for name, shape in ref.items():
-        if name.endswith("num_batches_tracked"):
-            state[name] = torch.randint(0, 1000, shape, generator=g)
-        elif name.endswith("running_var"):
-            state[name] = torch.rand(shape, generator=g) + 0.5
-        else:
-            state[name] = torch.randn(shape, generator=g)
+    state = fabricate(list(ref.items()), seed=3)
     net = HRNetW48(generator=torch.Generator().manual_seed(1))
     report = load_state_dict_strict(net, state, "fabricated.pth")
     assert report == {"missing": [], "unexpected": [], "mismatched": []}

@@ -19,7 +19,7 @@ import posegen_core as pg
 from posegen_core import plugins as plugin_system
 
 TINY = dict(
-    iters=2, batch_size=4, samples=8, finetune_steps=2, finetune_batch=4, eval_samples=8, image_size=32,
+    iters=2, feedback_start=1, batch_size=4, samples=8, finetune_steps=2, finetune_batch=4, eval_samples=8, image_size=32,
     checkpoint_every=1, log_every=1, pretrain=pg.PretrainConfig(steps=2, batch_size=4, eval_every=2),
 )
 
@@ -94,7 +94,7 @@ def _posegen(*args: str, env: dict) -> subprocess.Popen:
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     env = {**os.environ, "POSEGEN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    common = ["--iters", "12", "--samples", "16", "--finetune-steps", "6", "--batch-size", "8", "--image-size", "32",
+    common = ["--iters", "12", "--set", "feedback_start=4", "--samples", "16", "--finetune-steps", "6", "--batch-size", "8", "--image-size", "32",
               "--set", "checkpoint_every=2", "--set", "eval_samples=16", "--set", "report=false",
               "--set", "pretrain.steps=3", "--set", "pretrain.eval_every=3", "--set", "threads=1"]
     whole = _posegen("run", "--out", str(tmp_path / "whole"), *common, env=env)
@@ -185,3 +185,33 @@ def test_checkpoint_of_another_estimator_is_refused(tmp_path):
     torch.save({"posegen_estimator": "spin", "options": {}, "state_dict": {}}, path)
     with pytest.raises(pg.CheckpointError, match="'spin' estimator, not 'simple'"):
         pg.create_estimator("simple", checkpoint=path)
+
+
+class _Observer:
+    """A plugin that watches a run through the lifecycle hooks."""
+
+    events: list = []
+
+    @staticmethod
+    @pg.hookimpl
+    def posegen_run_start(config, run_dir):
+        _Observer.events.append(("start", config.iters, str(run_dir)))
+
+    @staticmethod
+    @pg.hookimpl
+    def posegen_step_end(step, metrics):
+        _Observer.events.append(("step", step, metrics["stage"]))
+
+    @staticmethod
+    @pg.hookimpl
+    def posegen_run_end(result):
+        _Observer.events.append(("end", sorted(result.summary["table"])))
+
+
+def test_lifecycle_hooks_observe_a_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(plugin_system, "_registry", plugin_system.build_registry(extra_plugins=(_Observer,)))
+    _Observer.events = []
+    pg.run(pg.RunConfig(out=str(tmp_path / "run"), report=False, **TINY))
+    assert _Observer.events[0] == ("start", 2, str(tmp_path / "run"))
+    assert _Observer.events[1:3] == [("step", 1, "gan"), ("step", 2, "gan")]
+    assert _Observer.events[-1] == ("end", ["novel_views", "source_views"])

@@ -130,7 +130,6 @@ def fit(
     """Train on ``data``'s training split, evaluating held-out views and poses; returns the summary."""
     out = Path(out_dir)
     ckpt = out / "checkpoints" / "latest.tar"
-    torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     history: list[dict[str, Any]] = []
     step, train_seconds, wall_before = 0, 0.0, 0.0

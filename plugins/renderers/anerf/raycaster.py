@@ -4,8 +4,11 @@ All positions are in A-NeRF units in the camera frame with the ray origin at the
 depth z along direction d has joint-local coordinates ``p_j = z (G_j^T d) - G_j^T J_j``: the per-joint ray direction
 is computed once per ray and each sample costs one multiply-add per coordinate (no 4x4 transforms per sample).
 
-Work that cannot change the image is skipped exactly: a ``single_net`` model re-uses its coarse outputs in the fine
-pass. Two optional inference accelerations are bounded approximations (off by default, see ``FastOptions``).
+Work that cannot change the image is skipped exactly: only rays that meet the bounding cylinder are cast, a
+``single_net`` model re-uses its coarse outputs in the fine pass, and the relative-ray-direction term of the colour
+layer is computed once per ray and joint instead of once per sample. Two optional inference shortcuts (off by default,
+see ``FastOptions``): early ray termination (error bounded by its threshold) and skipping samples beyond every
+joint's cutoff (exact for models whose density vanishes there, as in a trained A-NeRF; measured, not guaranteed).
 """
 
 from __future__ import annotations
