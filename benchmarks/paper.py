@@ -165,7 +165,7 @@ def main() -> None:
     budget = dict(  # identical for every fine-tuned method
         image_size=64, batch_size=64, finetune_batch=32, source_mix=0.5,
         feedback_start=800, iters=800 + (100 if args.quick else 200), samples=1500 if args.quick else 3000,
-        finetune_steps=200 if args.quick else 300, lr_p=1e-4,
+        finetune_steps=200 if args.quick else 300,
     )
     pre_cfg = pg.PretrainConfig(steps=1200 if args.quick else 3000, batch_size=64, lr=2e-3, eval_every=300)
 

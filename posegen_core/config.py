@@ -78,7 +78,7 @@ class RunConfig:
     finetune: str = "after"  # after (official), loop (P updated in the GAN loop), both, none
     finetune_steps: int = 500
     finetune_batch: int = 32  # generated samples per step; source_mix adds source-domain ones
-    lr_p: float = 1e-4
+    lr_p: float = 3e-4  # peak of a cosine decay over the fine-tuning steps
     source_mix: float = 0.5  # fraction of each fine-tuning batch drawn from the source domain
     freeze_bn: bool = False
     # evaluation

@@ -342,7 +342,7 @@ class PoseGenRun:
         self.rng.set_state(s["rng"])
 
     def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
-        bad = [k for k, v in losses.items() if not bool(torch.isfinite(v))]
+        bad = [k for k, v in losses.items() if not bool(torch.isfinite(v).all())]
         if bad:
             self._metric({"stage": self.stage, "step": self.step + 1, "error": f"non-finite {', '.join(bad)}"})
             raise TrainingError(
@@ -385,6 +385,7 @@ class PoseGenRun:
             # generator step (eq. 8)
             self.D.requires_grad_(False)
             body_pose, view = self._generate(cfg.batch_size, self.rng)
+            self._check_finite({"generator output": body_pose.detach()})
             adv = lsgan_generator_loss(self.D(body_pose))
             fb = err = None
             scene = None
@@ -525,6 +526,8 @@ class PoseGenRun:
             self.opt_p = torch.optim.Adam(self.P.parameters(), lr=cfg.lr_p)
         task = self.reporter.task("fine-tune estimator", steps, self.step)
         while self.step < steps:
+            for group in self.opt_p.param_groups:  # cosine decay: a deterministic function of the step (resumable)
+                group["lr"] = cfg.lr_p * 0.5 * (1.0 + math.cos(math.pi * self.step / steps))
             idx = torch.randint(len(data["images"]), (cfg.finetune_batch,), generator=self.rng)
             images = data["images"][idx].float() / 255.0
             loss = self._finetune_loss(images, data["joints"][idx], self.rng)

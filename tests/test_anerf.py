@@ -287,7 +287,7 @@ def test_fit_writes_checkpoints_and_resumes(tmp_path):
     # resume continues from step 4 with the saved optimizer state, and matches an uninterrupted run
     settings.iters = 6
     resumed = fit(data, tmp_path / "run", settings, resume=True)
-    straight = fit(data, tmp_path / "straight", settings)
+    fit(data, tmp_path / "straight", settings)
     assert resumed["steps"] == 6 and [row["step"] for row in resumed["curve"]] == [2, 4, 6]
     a = torch.load(tmp_path / "run" / "checkpoints" / "latest.tar", weights_only=True)["network_fn_state_dict"]
     b = torch.load(tmp_path / "straight" / "checkpoints" / "latest.tar", weights_only=True)["network_fn_state_dict"]

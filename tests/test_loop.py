@@ -95,7 +95,7 @@ def _posegen(*args: str, env: dict) -> subprocess.Popen:
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     env = {**os.environ, "POSEGEN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     common = ["--iters", "12", "--set", "feedback_start=4", "--samples", "16", "--finetune-steps", "6", "--batch-size", "8", "--image-size", "32",
-              "--set", "checkpoint_every=2", "--set", "eval_samples=16", "--set", "report=false",
+              "--set", "checkpoint_every=2", "--set", "log_every=1", "--set", "eval_samples=16", "--set", "report=false",
               "--set", "pretrain.steps=3", "--set", "pretrain.eval_every=3", "--set", "threads=1"]
     whole = _posegen("run", "--out", str(tmp_path / "whole"), *common, env=env)
     assert whole.wait(timeout=600) == 0, whole.stdout.read()
