@@ -64,7 +64,8 @@ class RunConfig:
     feedback_every: int = 1
     w1: float = 1.0
     w2: float = 0.1
-    c: float = 1.0  # metres
+    c: float = 0.3  # metres; ood seeks errors up to c (official: 1, unclamped, which never binds)
+    feedback_hinge: bool = True  # per-sample max(0, c - e_i); False: the official unclamped c - e
     d: float | None = None  # metres; eq. 13 threshold dropping render failures (official: 0.2 with A-NeRF renders;
     # off by default because the primitives renderer does not fail, and hard ood samples exceed 0.2 m by design)
     lr_g: float = 5e-4  # official 1e-4 at batch 1024; the CPU default's batch is 64

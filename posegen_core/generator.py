@@ -55,7 +55,11 @@ class PoseGenerator(nn.Module):
             layers += _block(hidden, hidden) + _block(hidden, hidden)
         self.trunk = nn.Sequential(*layers)
         self.pose_head = nn.Linear(hidden, NUM_BODY_JOINTS * 4)
-        self.view_head = nn.Linear(hidden, 3) if viewpoint else None
+        # K has its own small network from z: only the feedback trains it (D never sees K), so without feedback its
+        # spread initial distribution stays put instead of drifting with the pose trunk (the A2 ablation needs that).
+        self.view_head = nn.Sequential(
+            nn.Linear(latent_dim, 128), nn.LeakyReLU(0.01), nn.Linear(128, 128), nn.LeakyReLU(0.01), nn.Linear(128, 3)
+        ) if viewpoint else None
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.kaiming_normal_(m.weight)
@@ -63,6 +67,8 @@ class PoseGenerator(nn.Module):
         # Poses start near the rest pose (the GAN moves them); K starts spread over the whole range, so that without
         # feedback G's viewpoints are a random augmentation (the paper's A2) and feedback reshapes them.
         nn.init.normal_(self.pose_head.weight, std=1e-3)
+        if self.view_head is not None:  # pre-tanh values of about unit spread: views all around, any elevation
+            nn.init.normal_(self.view_head[-1].weight, std=1.0 / 128**0.5)
 
     def forward(self, z: torch.Tensor) -> GeneratorOutput:
         h = self.trunk(z)
@@ -73,8 +79,8 @@ class PoseGenerator(nn.Module):
             k = torch.zeros(z.shape[0], 3, dtype=z.dtype, device=z.device)
             return GeneratorOutput(body_pose, k, axis_angle_to_matrix(k))
         if self.viewpoint_param == "axis_angle":
-            k = self.k_max * torch.tanh(self.view_head(h))
+            k = self.k_max * torch.tanh(self.view_head(z))
             return GeneratorOutput(body_pose, k, axis_angle_to_matrix(k))
-        r = torch.tanh(self.view_head(h))
+        r = torch.tanh(self.view_head(z))
         rot = rotation_from_angles(self.max_elevation * r[:, 0], torch.pi * r[:, 1], self.max_roll * r[:, 2])
         return GeneratorOutput(body_pose, matrix_to_axis_angle(rot.detach()), rot)

@@ -33,7 +33,13 @@ from .generator import PoseGenerator
 from .history_pool import HistoryPool
 from .interfaces import Discriminator, Estimator, PoseSet, Prior, Renderer
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint_file
-from .losses import feedback_loss, generator_objective, lsgan_discriminator_loss, lsgan_generator_loss, mean_joint_error
+from .losses import (
+    feedback_loss,
+    generator_objective,
+    lsgan_discriminator_loss,
+    lsgan_generator_loss,
+    per_sample_joint_error,
+)
 from .plugins import (
     create_discriminator,
     create_estimator,
@@ -401,8 +407,9 @@ class PoseGenRun:
                         scene_ng = self._scene(body_pose.detach(), view.detach(), self.rng)
                         pred = self.P(scene_ng.images).joints
                     scene = self._scene_labels_only(body_pose, view, scene_ng)
-                err = mean_joint_error(pred, scene.joints)
-                fb = feedback_loss(err, cfg.scenario, cfg.c)
+                per_sample = per_sample_joint_error(pred, scene.joints)
+                err = per_sample.mean()
+                fb = feedback_loss(per_sample, cfg.scenario, cfg.c, hinge=cfg.feedback_hinge)
                 self.P.requires_grad_(True)
             loss_g = generator_objective(adv, fb, cfg.w1, cfg.w2)
             # discriminator step (eq. 10) on real poses vs. a history pool of fakes

@@ -19,17 +19,28 @@ def lsgan_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((fake_scores - 1.0) ** 2).mean()
 
 
+def per_sample_joint_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """e_i = mean over joints of ||X - X_hat||_2 (metres), one value per sample: (B, J, 3) -> (B,)."""
+    return (pred - target).norm(dim=-1).mean(-1)
+
+
 def mean_joint_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """e = mean over samples and joints of ||X - X_hat||_2 (metres)."""
-    return (pred - target).norm(dim=-1).mean()
+    return per_sample_joint_error(pred, target).mean()
 
 
-def feedback_loss(error: torch.Tensor, scenario: str, c: float = 1.0) -> torch.Tensor:
-    """L_fb: ``ood`` -> c - e (seek what the estimator fails on, up to c); ``ind`` -> e (seek what it handles)."""
+def feedback_loss(error: torch.Tensor, scenario: str, c: float = 1.0, hinge: bool = False) -> torch.Tensor:
+    """L_fb from per-sample errors (B,) or their mean.
+
+    ``ood`` -> c - e: seek what the estimator fails on. With ``hinge`` each sample's term is max(0, c - e_i), so G
+    seeks failures *up to* the threshold c (the paper's wording) and stops pushing samples already that hard, instead
+    of collapsing every sample onto the single worst viewpoint; without it, the official code's unclamped 1 - e.
+    ``ind`` -> e: seek what it handles.
+    """
     if scenario == "ood":
-        return c - error
+        return torch.relu(c - error).mean() if hinge else (c - error).mean()
     if scenario == "ind":
-        return error
+        return error.mean()
     raise ConfigError(f"unknown scenario '{scenario}'; expected one of {', '.join(SCENARIOS)}.")
 
 
