@@ -301,7 +301,7 @@ class PoseGenRun:
             if self.stage == "gan":
                 self._train_gan()
             if self.stage in ("dataset", "finetune"):
-                dataset = self.make_dataset()
+                dataset = self.make_dataset() if self.cfg.samples > 0 else None
                 if self.stage == "dataset":
                     self.stage, self.step = "finetune", 0
                 self._finetune(dataset)
@@ -525,9 +525,9 @@ class PoseGenRun:
         return data
 
     # -- stage 3: fine-tune the estimator on the generated dataset -------------------------------------------
-    def _finetune(self, data: dict[str, torch.Tensor]) -> None:
+    def _finetune(self, data: dict[str, torch.Tensor] | None) -> None:
         cfg = self.cfg
-        steps = cfg.finetune_steps if cfg.finetune in ("after", "both") and cfg.samples > 0 else 0
+        steps = cfg.finetune_steps if cfg.finetune in ("after", "both") and data is not None else 0
         if self.step == 0:  # a fresh stage (on resume past step 0, rng and optimiser come from the checkpoint)
             self.rng = _generator(cfg.seed, "finetune")
             self.opt_p = torch.optim.Adam(self.P.parameters(), lr=cfg.lr_p)

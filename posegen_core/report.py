@@ -107,16 +107,17 @@ def write_report(run: "PoseGenRun", sets: dict, before: dict, after: dict) -> Pa
     out = run.run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(run.cfg.seed)
-    dataset = np.load(run.run_dir / "dataset" / "annotations.npz")
-    groups = {
-        "source (pre-training)": source_viewpoints(2000, gen),
-        "generated (PoseGen)": torch.from_numpy(dataset["viewpoint"]),
-        "evaluation: novel views": sets["novel_views"].viewpoint,
-    }
+    annotations = run.run_dir / "dataset" / "annotations.npz"
+    dataset = np.load(annotations) if annotations.is_file() else None  # none when samples = 0
+    groups = {"source (pre-training)": source_viewpoints(2000, gen)}
+    if dataset is not None:
+        groups["generated (PoseGen)"] = torch.from_numpy(dataset["viewpoint"])
+    groups["evaluation: novel views"] = sets["novel_views"].viewpoint
     plot_viewpoints(groups, out / "viewpoints.png")
     plot_error_per_joint(before, after, out / "error_per_joint.png")
     plot_error_per_view(sets, before, after, out / "error_per_view.png")
-    _sample_grid(run, dataset, out / "samples.png")
+    if dataset is not None:
+        _sample_grid(run, dataset, out / "samples.png")
     return out
 
 

@@ -12,6 +12,7 @@ from posegen_core.camera import viewpoint_angles
 from posegen_core.generator import PoseGenerator
 
 
+@torch.no_grad()
 def test_angles_mode_bounds_elevation_and_roll_and_agrees_with_axis_angle():
     torch.manual_seed(0)
     g = PoseGenerator(max_elevation=0.5, max_roll=0.1).eval()
@@ -26,12 +27,14 @@ def test_angles_mode_bounds_elevation_and_roll_and_agrees_with_axis_angle():
     assert float(roll.abs().max()) <= 0.1 + 1e-5
 
 
+@torch.no_grad()
 def test_axis_angle_mode_bounds_each_component():
     torch.manual_seed(1)
     out = PoseGenerator(viewpoint_param="axis_angle", k_max=0.3).eval()(torch.randn(64, 32))
     assert float(out.viewpoint.abs().max()) <= 0.3
 
 
+@torch.no_grad()
 def test_theta_only_gives_the_frontal_view_and_initial_views_are_spread():
     torch.manual_seed(2)
     assert torch.equal(PoseGenerator(viewpoint=False)(torch.randn(8, 32)).viewpoint, torch.zeros(8, 3))
