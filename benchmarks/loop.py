@@ -37,7 +37,7 @@ def main() -> None:
             iters=2 * args.iters, feedback_start=0, log_every=args.iters,  # the first half warms up, the second is timed
             batch_size=args.batch_size, image_size=args.image_size, feedback=args.feedback, finetune="loop",
             samples=0, eval_samples=8, out=f"{tmp}/run", checkpoint_every=10**6, report=False,
-            pretrain=pg.PretrainConfig(steps=1, batch_size=4, eval_every=1, cache=False),
+            pretrain=pg.PretrainConfig(steps=1, batch_size=4, eval_every=1, val_samples=8, cache=False),
         )
         pg.run(cfg, console=Console(file=open(os.devnull, "w")))
         rows = [json.loads(x) for x in open(f"{tmp}/run/metrics.jsonl")]

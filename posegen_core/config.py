@@ -25,6 +25,7 @@ class PretrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     eval_every: int = 250
+    val_samples: int = 256  # source-domain renders for the validation curve
     cache: bool = True  # reuse a pre-trained model of the same configuration from the cache folder
 
 

@@ -57,8 +57,9 @@ def pretrain_estimator(
     val_gen = torch.Generator().manual_seed(seed + 7919)
     intr = Intrinsics.framing(image_size, distance)
     with torch.no_grad():
-        go, bp = sample_poses(poses, 256, val_gen)
-        val = render_scene(renderer, body_model, intr, go, bp, source_viewpoints(256, val_gen), distance, subject, val_gen)
+        n = cfg.val_samples
+        go, bp = sample_poses(poses, n, val_gen)
+        val = render_scene(renderer, body_model, intr, go, bp, source_viewpoints(n, val_gen), distance, subject, val_gen)
     opt = torch.optim.Adam(estimator.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / max(cfg.steps, 1)))

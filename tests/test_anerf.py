@@ -325,3 +325,28 @@ def test_retarget_reproduces_a_posegen_skeleton_and_rescales_another():
     # a subject 10% taller: every joint's offset from the root grows by 10%
     tall = conv.retarget(units, rots.double(), rest * 1.1)
     torch.testing.assert_close(tall - tall[:, :1], (units - units[:, :1]) * 1.1, atol=1e-5, rtol=1e-5)
+
+
+def test_posegen_run_uses_an_anerf_checkpoint_in_the_loop(tmp_path, monkeypatch):
+    """`posegen run --renderer anerf --renderer-checkpoint PATH`: a fitted subject renders G's samples end to end."""
+    from click.testing import CliRunner
+
+    from posegen_core.cli import cli
+    from posegen_plugins.renderers.anerf.dataset import load_dataset
+    from posegen_plugins.renderers.anerf.fit import FitSettings, fit
+
+    monkeypatch.setenv("POSEGEN_CACHE", str(tmp_path / "cache"))
+    fit(load_dataset(_tiny_dataset(tmp_path)), tmp_path / "fit",
+        FitSettings(config="tiny", iters=2, minutes=None, rays=32, eval_every=2, checkpoint_every=2, eval_images=1))
+    ckpt = tmp_path / "fit" / "checkpoints" / "latest.tar"
+    args = ["run", "--renderer", "anerf", "--renderer-checkpoint", str(ckpt), "--out", str(tmp_path / "run"),
+            "--iters", "2", "--samples", "4", "--finetune-steps", "1", "--batch-size", "2", "--image-size", "16",
+            "--set", "feedback_start=1", "--set", "finetune_batch=2", "--set", "eval_samples=2",
+            "--set", "pretrain.steps=1", "--set", "pretrain.batch_size=2", "--set", "pretrain.eval_every=1",
+            "--set", "pretrain.val_samples=2",
+            "--set", "report=false"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    summary = (tmp_path / "run" / "summary.json").read_text()
+    assert "novel_views" in summary
+    assert '"renderer_checkpoint": "' + str(ckpt) in (tmp_path / "run" / "config.json").read_text().replace("\n", "")
