@@ -47,6 +47,8 @@ from torch import nn
 
 from posegen_core.errors import ConfigError, ShapeError
 
+from .resnet import BasicBlock, Bottleneck  # HRNet uses ResNet's blocks (same parameter names), at stride 1
+
 WIDTH = 48
 STAGE_CHANNELS = ((48, 96), (48, 96, 192), (48, 96, 192, 384))  # stages 2, 3, 4
 STAGE_MODULES = (1, 4, 3)
@@ -70,48 +72,6 @@ def _conv1x1(c_in: int, c_out: int, bias: bool = False) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 1, bias=bias)
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convs with a residual connection (HRNet's BASIC block, same channels in and out)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = _conv3x3(channels, channels)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = _conv3x3(channels, channels)
-        self.bn2 = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return self.relu(y + x)
-
-
-class Bottleneck(nn.Module):
-    """1x1 -> 3x3 -> 1x1 (x4 channels) residual block; ``downsample`` projects the shortcut when channels change."""
-
-    expansion = 4
-
-    def __init__(self, c_in: int, planes: int) -> None:
-        super().__init__()
-        c_out = planes * self.expansion
-        self.conv1 = _conv1x1(c_in, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = _conv1x1(planes, c_out)
-        self.bn3 = nn.BatchNorm2d(c_out)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = (
-            nn.Sequential(_conv1x1(c_in, c_out), nn.BatchNorm2d(c_out)) if c_in != c_out else None
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        return self.relu(y + shortcut)
 
 
 def _fuse_path(j: int, i: int, channels: tuple[int, ...]) -> nn.Module | None:
@@ -144,7 +104,7 @@ class HighResolutionModule(nn.Module):
         super().__init__()
         n = len(channels)
         self.branches = nn.ModuleList(
-            nn.Sequential(*(BasicBlock(c) for _ in range(blocks))) for c in channels
+            nn.Sequential(*(BasicBlock(c, c) for _ in range(blocks))) for c in channels
         )
         rows = n if multi_scale_output else 1
         self.fuse_layers = nn.ModuleList(
