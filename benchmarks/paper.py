@@ -47,6 +47,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "A1": dict(feedback="none", generate_viewpoint=False),  # theta only, K = 0, no feedback
     "A2": dict(feedback="none"),  # theta + K (G's untrained, spread viewpoints), no feedback
     "A3": dict(feedback="render", scenario="ood"),  # theta + K + feedback: PoseGen
+    "A3-official": dict(feedback="pose", feedback_every=5, feedback_hinge=False, c=1.0),  # the official code's loop
     "A3-ind": dict(feedback="render", scenario="ind"),
     "A3-uniform": dict(feedback="render", prior="uniform"),
     "A3-spherical": dict(feedback="render", prior="spherical"),
