@@ -48,6 +48,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "A2": dict(feedback="none"),  # theta + K (G's untrained, spread viewpoints), no feedback
     "A3": dict(feedback="render", scenario="ood"),  # theta + K + feedback: PoseGen
     "A3-official": dict(feedback="pose", feedback_every=5, feedback_hinge=False, c=1.0),  # the official code's loop
+    "A3-viewD": dict(feedback="render", discriminate_viewpoint=True),  # a critic keeps K among real camera placements
     "A3-ind": dict(feedback="render", scenario="ind"),
     "A3-uniform": dict(feedback="render", prior="uniform"),
     "A3-spherical": dict(feedback="render", prior="spherical"),

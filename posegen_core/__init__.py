@@ -9,7 +9,7 @@ Public API (import as ``import posegen_core as pg``)::
 
 from __future__ import annotations
 
-from . import camera, io, kinematics, losses, metrics, rotations, skeleton, spin_data, validation
+from . import camera, generator, io, kinematics, losses, metrics, rotations, skeleton, spin_data, validation
 from .body_models import BodyOutput, SkeletonBody, SMPLBody, create_body_model
 from .camera import Intrinsics, project, root_relative, to_camera_frame, viewpoint_rotation
 from .errors import (
@@ -52,7 +52,7 @@ __all__ = [
     "create_body_model", "create_discriminator", "create_estimator", "create_pose_source", "create_prior",
     "create_renderer", "forward_kinematics", "get_registry", "hookimpl", "kinematics", "list_plugins", "project",
     "root_relative", "rotations", "skeleton", "thresholded_joint_loss", "to_camera_frame", "viewpoint_rotation",
-    "io", "losses", "metrics", "spin_data", "validation",
+    "generator", "io", "losses", "metrics", "spin_data", "validation",
 ]
 
 from .config import PretrainConfig, RunConfig  # noqa: E402

@@ -54,6 +54,7 @@ class RunConfig:
     scenario: str = "ood"  # ood: L_fb = c - e (the paper's best); ind: L_fb = e
     feedback: str = "render"  # render: through pixels (differentiable renderers); pose: official-code variant; none
     generate_viewpoint: bool = True  # False: theta only (the paper's A1 ablation), K = 0
+    discriminate_viewpoint: bool = False  # a critic pulls K towards real (source-domain) camera placements
     viewpoint_param: str = "angles"  # angles: elevation/azimuth/roll -> K; axis_angle: the paper's literal K
     max_elevation: float = math.pi / 2  # "angles": bound on the camera elevation (radians)
     max_roll: float = 0.25  # "angles": bound on the camera roll about its optical axis (radians)

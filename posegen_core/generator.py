@@ -84,3 +84,22 @@ class PoseGenerator(nn.Module):
         r = torch.tanh(self.view_head(z))
         rot = rotation_from_angles(self.max_elevation * r[:, 0], torch.pi * r[:, 1], self.max_roll * r[:, 2])
         return GeneratorOutput(body_pose, matrix_to_axis_angle(rot.detach()), rot)
+
+
+class ViewDiscriminator(nn.Module):
+    """LSGAN critic of viewpoints K (as rotation matrices): the counter-force to the ``ood`` feedback.
+
+    The paper keeps K away from D; the official code never generated K, and its D judged the root orientation that
+    carried the viewpoint. With ``discriminate_viewpoint`` this critic compares G's viewpoints with real camera
+    placements (the source domain's), so the feedback seeks hard views among plausible ones instead of collapsing onto
+    straight top/bottom views.
+    """
+
+    def __init__(self, width: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(9, width), nn.LeakyReLU(0.2), nn.Linear(width, width), nn.LeakyReLU(0.2), nn.Linear(width, 1)
+        )
+
+    def forward(self, view_rotation: torch.Tensor) -> torch.Tensor:
+        return self.net(view_rotation.flatten(1))

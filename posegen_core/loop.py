@@ -29,7 +29,7 @@ from .body_models import create_body_model
 from .camera import Intrinsics, viewpoint_angles
 from .config import RunConfig
 from .errors import ConfigError, PosegenError, TrainingError
-from .generator import PoseGenerator
+from .generator import PoseGenerator, ViewDiscriminator
 from .history_pool import HistoryPool
 from .interfaces import Discriminator, Estimator, PoseSet, Prior, Renderer
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint_file
@@ -49,6 +49,7 @@ from .plugins import (
     get_registry,
 )
 from .pretrain import cache_dir, cache_key, pretrain_estimator
+from .rotations import axis_angle_to_matrix
 from .scene import (
     PoseSplit,
     SceneBatch,
@@ -323,6 +324,8 @@ class PoseGenRun:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d)
         self.opt_p = torch.optim.Adam(self.P.parameters(), lr=cfg.lr_p)
+        self.D_view = ViewDiscriminator() if cfg.discriminate_viewpoint and cfg.generate_viewpoint else None
+        self.opt_dv = torch.optim.Adam(self.D_view.parameters(), lr=cfg.lr_d) if self.D_view is not None else None
         self.pool = HistoryPool(cfg.pool_size)
         self.rng = _generator(cfg.seed, "gan")
         self.stage, self.step = ("gan" if cfg.iters > 0 else "dataset"), 0
@@ -333,6 +336,7 @@ class PoseGenRun:
             "stage": self.stage, "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
             "P": self.P.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "opt_p": self.opt_p.state_dict(), "pool": self.pool.state_dict(), "rng": self.rng.get_state(),
+            **({"D_view": self.D_view.state_dict(), "opt_dv": self.opt_dv.state_dict()} if self.D_view else {}),
         }, self.state_path)
 
     def _load_state(self) -> None:
@@ -346,6 +350,9 @@ class PoseGenRun:
         self.opt_p.load_state_dict(s["opt_p"])
         self.pool.load_state_dict(s["pool"])
         self.rng.set_state(s["rng"])
+        if self.D_view is not None:
+            self.D_view.load_state_dict(s["D_view"])
+            self.opt_dv.load_state_dict(s["opt_dv"])
 
     def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
         bad = [k for k, v in losses.items() if not bool(torch.isfinite(v).all())]
@@ -393,6 +400,9 @@ class PoseGenRun:
             body_pose, view = self._generate(cfg.batch_size, self.rng)
             self._check_finite({"generator output": body_pose.detach()})
             adv = lsgan_generator_loss(self.D(body_pose))
+            if self.D_view is not None:
+                self.D_view.requires_grad_(False)
+                adv = adv + lsgan_generator_loss(self.D_view(view))
             fb = err = None
             scene = None
             feedback_now = self.step >= cfg.feedback_start and (self.step - cfg.feedback_start) % cfg.feedback_every == 0
@@ -417,6 +427,11 @@ class PoseGenRun:
             _, real = sample_poses(self.real, cfg.batch_size, self.rng, upright=False)
             fake = self.pool(body_pose, self.rng)
             loss_d = lsgan_discriminator_loss(self.D(real), self.D(fake))
+            loss_dv = None
+            if self.D_view is not None:
+                self.D_view.requires_grad_(True)
+                real_view = axis_angle_to_matrix(source_viewpoints(cfg.batch_size, self.rng))
+                loss_dv = lsgan_discriminator_loss(self.D_view(real_view), self.D_view(view.detach()))
             self._check_finite({"loss_g": loss_g, "loss_d": loss_d})
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
@@ -426,6 +441,11 @@ class PoseGenRun:
             loss_d.backward()
             nn.utils.clip_grad_norm_(self.D.parameters(), cfg.grad_clip)
             self.opt_d.step()
+            if loss_dv is not None:
+                self.opt_dv.zero_grad(set_to_none=True)
+                loss_dv.backward()
+                nn.utils.clip_grad_norm_(self.D_view.parameters(), cfg.grad_clip)
+                self.opt_dv.step()
             # in-loop fine-tuning of the estimator on this batch (after G's backward, which went through P)
             loss_p = None
             if cfg.finetune in ("loop", "both") and self.step >= cfg.feedback_start:
