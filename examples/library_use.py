@@ -22,7 +22,7 @@ def main() -> None:
         print(f"{split:>14}: MPJPE {row['mpjpe_before']:.1f} -> {row['mpjpe_after']:.1f} mm")
 
     # The fine-tuned estimator loads through the public factory, like any plugin.
-    est = pg.create_estimator("simple", checkpoint=result.summary["paths"]["estimator_final"])
+    est = pg.create_estimator("simple", checkpoint=result.summary["paths"]["estimator_final"]).eval()
 
     # Render a pose from a top view with the default renderer and ask the estimator for its joints.
     renderer = pg.create_renderer("primitives")
