@@ -33,7 +33,7 @@ import torch
 from rich.console import Console
 
 import posegen_core as pg
-from posegen_core.loop import PoseGenRun, evaluate_estimator
+from posegen_core.loop import PoseGenRun, evaluate_estimator, stage_seed
 from posegen_core.pretrain import pretrain_estimator
 from posegen_core.scene import novel_viewpoints, render_scene, sample_poses, source_viewpoints
 
@@ -106,7 +106,7 @@ class OracleRun(PoseGenRun):
     """The paper's "FT" rows: fine-tuned on target-like data (pool poses from novel views), same budget as PoseGen."""
 
     def make_dataset(self) -> dict[str, torch.Tensor]:
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + 2)
+        gen = torch.Generator().manual_seed(stage_seed(self.cfg.seed, "dataset"))
         images, joints, views, poses = [], [], [], []
         with torch.no_grad():
             for start in range(0, self.cfg.samples, 256):

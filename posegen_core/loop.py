@@ -92,10 +92,13 @@ class Parts:
     plugin_versions: dict[str, str] = field(default_factory=dict)
 
 
+def stage_seed(seed: int, stage: str) -> int:
+    """The seed of one stage, derived from the run seed, so stages are reproducible independently."""
+    return seed * 1000 + {"gan": 1, "dataset": 2, "finetune": 3, "evaluate": 4, "pretrain": 6}[stage]
+
+
 def _generator(seed: int, stage: str) -> torch.Generator:
-    """One generator per stage, seeded from the run seed, so stages are reproducible independently."""
-    offset = {"gan": 1, "dataset": 2, "finetune": 3, "evaluate": 4, "split": 5, "pretrain": 6}[stage]
-    return torch.Generator().manual_seed(seed * 1000 + offset)
+    return torch.Generator().manual_seed(stage_seed(seed, stage))
 
 
 def _plugin_version(kind: str, name: str) -> str:
@@ -183,7 +186,7 @@ def _pretrained_from_scratch(
         est = create_estimator(cfg.estimator, **cfg.estimator_options)
     log(f"pre-training {cfg.estimator} on the source domain for {cfg.pretrain.steps} steps (cached afterwards)")
     curve = pretrain_estimator(
-        est, renderer, body, train, cfg.pretrain, cfg.image_size, cfg.camera_distance, cfg.seed * 1000 + 6,
+        est, renderer, body, train, cfg.pretrain, cfg.image_size, cfg.camera_distance, stage_seed(cfg.seed, "pretrain"),
         subject=cfg.subject,
         log=lambda row: log(f"  pretrain step {row['step']}: loss {row['loss']:.4f}, val MPJPE {row['val_mpjpe_mm']:.1f} mm"),
     )
