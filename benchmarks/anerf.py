@@ -35,7 +35,7 @@ from posegen_plugins.renderers.anerf.volume import activate, composite, sample_s
 def reference_render(caster: RayCaster, rays: RayBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """The official computation written plainly: homogeneous skts per sample, concatenated encodings and layers."""
     c = caster.config
-    skts = torch.zeros(rays.rot_t.shape[0], 24, 4, 4, dtype=rays.dirs.dtype)
+    skts = torch.zeros(rays.rot_t.shape[0], 24, 4, 4, dtype=rays.dirs.dtype, device=rays.dirs.device)
     skts[..., :3, :3], skts[..., :3, 3], skts[..., 3, 3] = rays.rot_t, -rays.offset, 1.0
 
     def raw_at(net, z):

@@ -141,11 +141,16 @@ def viewpoint_from_angles(
     return matrix_to_axis_angle(rotation_from_angles(elevation, azimuth, roll))
 
 
+def camera_directions(viewpoint: torch.Tensor) -> torch.Tensor:
+    """Unit vectors (..., 3) from the subject's root to the camera centre, in the upright body frame (y up, z front)."""
+    r = viewpoint_rotation(viewpoint)  # x_cam = R x_body (+ t): the camera centre is at -R^T t in body coordinates
+    return -r.transpose(-1, -2)[..., :, 2]
+
+
 def viewpoint_angles(viewpoint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(elevation, azimuth) in radians of the camera seen from the subject: the direction of the camera centre in the
     subject's upright body frame. Elevation +pi/2 is straight above (a top view); azimuth 0 is in front."""
-    r = viewpoint_rotation(viewpoint)  # x_cam = R x_body (+ t): the camera centre is at -R^T t in body coordinates
-    to_cam = -r.transpose(-1, -2)[..., :, 2]  # body-frame unit vector from the root to the camera
+    to_cam = camera_directions(viewpoint)
     elevation = torch.asin(to_cam[..., 1].clamp(-1.0, 1.0))
     azimuth = torch.atan2(to_cam[..., 0], to_cam[..., 2])
     return elevation, azimuth

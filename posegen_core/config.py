@@ -11,10 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .errors import ConfigError
+from .losses import FEEDBACK_SHAPES
 
 FEEDBACK_MODES = ("render", "pose", "none")
 FINETUNE_MODES = ("after", "loop", "both", "none")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda when a GPU is visible, else cpu; anything else unchanged."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 @dataclass
@@ -54,7 +64,7 @@ class RunConfig:
     scenario: str = "ood"  # ood: L_fb = c - e (the paper's best); ind: L_fb = e
     feedback: str = "render"  # render: through pixels (differentiable renderers); pose: official-code variant; none
     generate_viewpoint: bool = True  # False: theta only (the paper's A1 ablation), K = 0
-    discriminate_viewpoint: bool = False  # a critic pulls K towards real (source-domain) camera placements
+    w_spread: float = 0.01  # viewpoint spread term (nearest-neighbour entropy of camera directions); 0 = the paper
     viewpoint_param: str = "angles"  # angles: elevation/azimuth/roll -> K; axis_angle: the paper's literal K
     max_elevation: float = math.pi / 2  # "angles": bound on the camera elevation (radians)
     max_roll: float = 0.25  # "angles": bound on the camera roll about its optical axis (radians)
@@ -66,8 +76,8 @@ class RunConfig:
     feedback_every: int = 1
     w1: float = 1.0
     w2: float = 0.1
-    c: float = 0.3  # metres; ood seeks errors up to c (official: 1, unclamped, which never binds)
-    feedback_hinge: bool = True  # per-sample max(0, c - e_i); False: the official unclamped c - e
+    c: float = 1.0  # metres (official); with the linear shape it only shifts L_fb, with hinge/target it bounds e
+    feedback_shape: str = "linear"  # ood: linear c - e (paper, official) | hinge max(0, c - e_i) | target |c - e_i|
     d: float | None = None  # metres; eq. 13 threshold dropping render failures (official: 0.2 with A-NeRF renders;
     # off by default because the primitives renderer does not fail, and hard ood samples exceed 0.2 m by design)
     lr_g: float = 5e-4  # official 1e-4 at batch 1024; the CPU default's batch is 64
@@ -80,9 +90,9 @@ class RunConfig:
     camera_distance: float = 4.0
     finetune: str = "after"  # after (official), loop (P updated in the GAN loop), both, none
     finetune_steps: int = 500
-    finetune_batch: int = 32  # generated samples per step; source_mix adds source-domain ones
+    finetune_batch: int = 64  # images per fine-tuning step: generated ones and source_mix of source-domain ones
     lr_p: float = 3e-4  # peak of a cosine decay over the fine-tuning steps
-    source_mix: float = 0.5  # fraction of each fine-tuning batch drawn from the source domain
+    source_mix: float = 0.75  # fraction of each fine-tuning batch drawn from the source domain (against forgetting)
     freeze_bn: bool = False
     # evaluation
     eval_samples: int = 512
@@ -96,6 +106,7 @@ class RunConfig:
     export_images: bool = True
     report: bool = True
     threads: int | None = None
+    device: str = "auto"  # torch device for G, D, the renderer and the estimator: auto (cuda if visible), cpu, cuda:1
 
     def validate(self) -> "RunConfig":
         def need(cond: bool, msg: str) -> None:
@@ -104,9 +115,12 @@ class RunConfig:
 
         need(self.scenario in ("ood", "ind"), f"scenario must be 'ood' or 'ind'; got '{self.scenario}'.")
         need(self.feedback in FEEDBACK_MODES, f"feedback must be one of {', '.join(FEEDBACK_MODES)}; got '{self.feedback}'.")
+        need(self.feedback_shape in FEEDBACK_SHAPES,
+             f"feedback_shape must be one of {', '.join(FEEDBACK_SHAPES)}; got '{self.feedback_shape}'.")
         need(self.finetune in FINETUNE_MODES, f"finetune must be one of {', '.join(FINETUNE_MODES)}; got '{self.finetune}'.")
-        for name in ("iters", "feedback_start", "samples", "eval_samples", "finetune_batch", "latent_dim"):
+        for name in ("iters", "feedback_start", "samples", "eval_samples", "latent_dim"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0; got {getattr(self, name)}.")
+        need(self.finetune_batch >= 1, f"finetune_batch must be >= 1; got {self.finetune_batch}.")
         need(self.batch_size >= 2, f"batch_size must be >= 2 (BatchNorm in G); got {self.batch_size}.")
         need(self.image_size >= 16, f"image_size must be >= 16 pixels; got {self.image_size}.")
         need(0.0 <= self.source_mix < 1.0, f"source_mix must be in [0, 1); got {self.source_mix}.")
@@ -114,6 +128,12 @@ class RunConfig:
         need(self.camera_distance > 0, f"camera_distance must be positive metres; got {self.camera_distance}.")
         need(self.feedback_every >= 1 and self.checkpoint_every >= 1 and self.log_every >= 1,
              "feedback_every, checkpoint_every and log_every must be >= 1.")
+        try:
+            device = torch.device(resolve_device(self.device))
+        except RuntimeError:
+            raise ConfigError(f"device must be a torch device such as cpu, cuda or cuda:0 (or auto); got '{self.device}'.") from None
+        need(device.type != "cuda" or torch.cuda.is_available(),
+             f"device '{self.device}' asked for, but this torch sees no CUDA GPU; use device = 'cpu' (or 'auto').")
         return self
 
     # -- serialisation ---------------------------------------------------------------------------------

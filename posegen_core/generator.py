@@ -4,8 +4,9 @@ The pose trunk follows the official code's BAGenerator (Linear 256 + BatchNorm +
 layers, a per-joint (axis, angle) decode). K is always returned as an axis-angle vector (the contract); G's view head
 parametrises it in one of two ways:
 
-- ``"angles"`` (default): camera elevation in [-max_elevation, max_elevation], azimuth in (-pi, pi) and a small roll in
-  [-max_roll, max_roll], converted to K. Cameras look at people upright or from above/below, rarely rolled upside down.
+- ``"angles"`` (default): camera elevation in [-max_elevation, max_elevation], azimuth as the angle of a 2-vector (it
+  wraps around the subject, with no seam behind it; uniform at initialisation) and a small roll in [-max_roll, max_roll],
+  converted to K. Cameras look at people upright or from above/below, rarely rolled upside down.
 - ``"axis_angle"`` (the paper's literal K): ``k_max * tanh`` per component, which reaches every rotation.
 
 With ``viewpoint=False`` G generates theta only (the paper's A1 ablation) and K is always 0.
@@ -57,8 +58,9 @@ class PoseGenerator(nn.Module):
         self.pose_head = nn.Linear(hidden, NUM_BODY_JOINTS * 4)
         # K has its own small network from z: only the feedback trains it (D never sees K), so without feedback its
         # spread initial distribution stays put instead of drifting with the pose trunk (the A2 ablation needs that).
+        view_out = 4 if viewpoint_param == "angles" else 3  # (elevation, azimuth as a 2-vector, roll) or K
         self.view_head = nn.Sequential(
-            nn.Linear(latent_dim, 128), nn.LeakyReLU(0.01), nn.Linear(128, 128), nn.LeakyReLU(0.01), nn.Linear(128, 3)
+            nn.Linear(latent_dim, 128), nn.Tanh(), nn.Linear(128, 128), nn.Tanh(), nn.Linear(128, view_out)
         ) if viewpoint else None
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -81,25 +83,7 @@ class PoseGenerator(nn.Module):
         if self.viewpoint_param == "axis_angle":
             k = self.k_max * torch.tanh(self.view_head(z))
             return GeneratorOutput(body_pose, k, axis_angle_to_matrix(k))
-        r = torch.tanh(self.view_head(z))
-        rot = rotation_from_angles(self.max_elevation * r[:, 0], torch.pi * r[:, 1], self.max_roll * r[:, 2])
+        v = self.view_head(z)
+        azimuth = torch.atan2(v[:, 1], v[:, 2] + 1e-12)
+        rot = rotation_from_angles(self.max_elevation * torch.tanh(v[:, 0]), azimuth, self.max_roll * torch.tanh(v[:, 3]))
         return GeneratorOutput(body_pose, matrix_to_axis_angle(rot.detach()), rot)
-
-
-class ViewDiscriminator(nn.Module):
-    """LSGAN critic of viewpoints K (as rotation matrices): the counter-force to the ``ood`` feedback.
-
-    The paper keeps K away from D; the official code never generated K, and its D judged the root orientation that
-    carried the viewpoint. With ``discriminate_viewpoint`` this critic compares G's viewpoints with real camera
-    placements (the source domain's), so the feedback seeks hard views among plausible ones instead of collapsing onto
-    straight top/bottom views.
-    """
-
-    def __init__(self, width: int = 128) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(9, width), nn.LeakyReLU(0.2), nn.Linear(width, width), nn.LeakyReLU(0.2), nn.Linear(width, 1)
-        )
-
-    def forward(self, view_rotation: torch.Tensor) -> torch.Tensor:
-        return self.net(view_rotation.flatten(1))

@@ -19,8 +19,8 @@ class HistoryPool:
         if self.items is None or len(self.items) < self.size:
             self.items = fakes.clone() if self.items is None else torch.cat([self.items, fakes])[: self.size]
             return fakes
-        swap = torch.rand(len(fakes), generator=generator) < 0.5
-        slots = torch.randint(len(self.items), (len(fakes),), generator=generator)
+        swap = (torch.rand(len(fakes), generator=generator) < 0.5).to(fakes.device)
+        slots = torch.randint(len(self.items), (len(fakes),), generator=generator).to(fakes.device)
         out = fakes.clone()
         out[swap] = self.items[slots[swap]]
         self.items[slots[swap]] = fakes[swap]
@@ -29,6 +29,6 @@ class HistoryPool:
     def state_dict(self) -> dict:
         return {"size": self.size, "items": self.items}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
         self.size = state["size"]
-        self.items = state["items"]
+        self.items = None if state["items"] is None else state["items"].to(device)

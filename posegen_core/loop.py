@@ -26,12 +26,12 @@ from torch import nn
 
 from . import metrics
 from .body_models import create_body_model
-from .camera import Intrinsics, viewpoint_angles
-from .config import RunConfig
+from .camera import Intrinsics, camera_directions, viewpoint_angles
+from .config import RunConfig, resolve_device
 from .errors import ConfigError, PosegenError, TrainingError
-from .generator import PoseGenerator, ViewDiscriminator
+from .generator import PoseGenerator
 from .history_pool import HistoryPool
-from .interfaces import Discriminator, Estimator, PoseSet, Prior, Renderer
+from .interfaces import Discriminator, Estimator, EstimatorOutput, PoseSet, Prior, Renderer
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint_file
 from .losses import (
     feedback_loss,
@@ -39,6 +39,7 @@ from .losses import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
     per_sample_joint_error,
+    spread_loss,
 )
 from .plugins import (
     create_discriminator,
@@ -48,11 +49,11 @@ from .plugins import (
     create_renderer,
     get_registry,
 )
-from .pretrain import cache_dir, cache_key, pretrain_estimator
-from .rotations import axis_angle_to_matrix
+from .pretrain import cache_dir, cache_key, pretrain_estimator, supervised_loss
 from .scene import (
     PoseSplit,
     SceneBatch,
+    module_device,
     novel_viewpoints,
     render_scene,
     sample_poses,
@@ -123,7 +124,12 @@ def build_parts(cfg: RunConfig, run_dir: Path | None, log: Callable[[str], None]
         source = _load_split(cfg.source_pose_source, cfg.source_pose_source_options, cfg, log)
     body = create_body_model(cfg.smpl_model)
     intr = Intrinsics.framing(cfg.image_size, cfg.camera_distance)
-    estimator = _build_estimator(cfg, renderer, body, source.train, intr, run_dir, log)
+    device = torch.device(resolve_device(cfg.device))
+    body.to(device)
+    disc.to(device)
+    if isinstance(renderer, nn.Module):
+        renderer.to(device)
+    estimator = _build_estimator(cfg, renderer, body, source.train, intr, run_dir, log, device)
     versions = {
         "renderer": _plugin_version("renderer", cfg.renderer) if isinstance(cfg.renderer, str) else type(renderer).__name__,
         "estimator": _plugin_version("estimator", cfg.estimator) if isinstance(cfg.estimator, str) else type(estimator).__name__,
@@ -148,24 +154,25 @@ def _load_split(name: str, options: dict[str, Any], cfg: RunConfig, log: Callabl
 
 def _build_estimator(
     cfg: RunConfig, renderer: Renderer, body: nn.Module, train: PoseSet, intr: Intrinsics,
-    run_dir: Path | None, log: Callable[[str], None],
+    run_dir: Path | None, log: Callable[[str], None], device: torch.device,
 ) -> Estimator:
     pretrained_path = run_dir / "checkpoints" / "estimator_pretrained.pt" if run_dir else None
     if pretrained_path is not None and pretrained_path.is_file() and isinstance(cfg.estimator, str):
-        return create_estimator(cfg.estimator, checkpoint=pretrained_path, **cfg.estimator_options)  # resume
+        return create_estimator(cfg.estimator, checkpoint=pretrained_path, **cfg.estimator_options).to(device)  # resume
     if not isinstance(cfg.estimator, str):
-        est = cfg.estimator
+        est = cfg.estimator.to(device)
     elif cfg.estimator_checkpoint:
-        est = create_estimator(cfg.estimator, checkpoint=cfg.estimator_checkpoint, **cfg.estimator_options)
+        est = create_estimator(cfg.estimator, checkpoint=cfg.estimator_checkpoint, **cfg.estimator_options).to(device)
     else:
-        est = _pretrained_from_scratch(cfg, renderer, body, train, log)
+        est = _pretrained_from_scratch(cfg, renderer, body, train, log, device)
     if pretrained_path is not None:
         est.save_checkpoint(pretrained_path)
     return est
 
 
 def _pretrained_from_scratch(
-    cfg: RunConfig, renderer: Renderer, body: nn.Module, train: PoseSet, log: Callable[[str], None]
+    cfg: RunConfig, renderer: Renderer, body: nn.Module, train: PoseSet, log: Callable[[str], None],
+    device: torch.device,
 ) -> Estimator:
     import warnings
 
@@ -180,10 +187,10 @@ def _pretrained_from_scratch(
     cached = cache_dir() / "pretrained" / f"{cfg.estimator}-{key}.pt"
     if cfg.pretrain.cache and cached.is_file():
         log(f"pre-trained {cfg.estimator} from the cache: {cached}")
-        return create_estimator(cfg.estimator, checkpoint=cached, **cfg.estimator_options)
+        return create_estimator(cfg.estimator, checkpoint=cached, **cfg.estimator_options).to(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "random weights" is expected: we are about to pre-train
-        est = create_estimator(cfg.estimator, **cfg.estimator_options)
+        est = create_estimator(cfg.estimator, **cfg.estimator_options).to(device)
     log(f"pre-training {cfg.estimator} on the source domain for {cfg.pretrain.steps} steps (cached afterwards)")
     curve = pretrain_estimator(
         est, renderer, body, train, cfg.pretrain, cfg.image_size, cfg.camera_distance, stage_seed(cfg.seed, "pretrain"),
@@ -202,6 +209,7 @@ class PoseGenRun:
     def __init__(self, cfg: RunConfig, run_dir: str | Path | None = None, overwrite: bool = False,
                  resume: bool = False, console: Any = None) -> None:
         self.cfg = cfg.validate()
+        self.device = torch.device(resolve_device(cfg.device))
         self._check_plugin_names()
         self.run_dir = Path(run_dir or cfg.out or self._default_dir())
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -320,15 +328,13 @@ class PoseGenRun:
         self.G = PoseGenerator(
             cfg.latent_dim, viewpoint=cfg.generate_viewpoint, viewpoint_param=cfg.viewpoint_param, k_max=cfg.k_max,
             max_elevation=cfg.max_elevation, max_roll=cfg.max_roll,
-        )
+        ).to(self.device)
         self.D = p.discriminator
         self.P = p.estimator
         self.P_pretrained = copy.deepcopy(p.estimator).eval()
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d)
         self.opt_p = torch.optim.Adam(self.P.parameters(), lr=cfg.lr_p)
-        self.D_view = ViewDiscriminator() if cfg.discriminate_viewpoint and cfg.generate_viewpoint else None
-        self.opt_dv = torch.optim.Adam(self.D_view.parameters(), lr=cfg.lr_d) if self.D_view is not None else None
         self.pool = HistoryPool(cfg.pool_size)
         self.rng = _generator(cfg.seed, "gan")
         self.stage, self.step = ("gan" if cfg.iters > 0 else "dataset"), 0
@@ -339,7 +345,6 @@ class PoseGenRun:
             "stage": self.stage, "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
             "P": self.P.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "opt_p": self.opt_p.state_dict(), "pool": self.pool.state_dict(), "rng": self.rng.get_state(),
-            **({"D_view": self.D_view.state_dict(), "opt_dv": self.opt_dv.state_dict()} if self.D_view else {}),
         }, self.state_path)
 
     def _load_state(self) -> None:
@@ -351,11 +356,8 @@ class PoseGenRun:
         self.opt_g.load_state_dict(s["opt_g"])
         self.opt_d.load_state_dict(s["opt_d"])
         self.opt_p.load_state_dict(s["opt_p"])
-        self.pool.load_state_dict(s["pool"])
+        self.pool.load_state_dict(s["pool"], self.device)
         self.rng.set_state(s["rng"])
-        if self.D_view is not None:
-            self.D_view.load_state_dict(s["D_view"])
-            self.opt_dv.load_state_dict(s["opt_dv"])
 
     def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
         bad = [k for k, v in losses.items() if not bool(torch.isfinite(v).all())]
@@ -371,13 +373,13 @@ class PoseGenRun:
     def _generate(self, n: int, gen: torch.Generator, matrix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(body_pose, K) from G; K as rotation matrices (for gradients) or axis-angle vectors (for export)."""
         z = self.parts.prior.sample(n, self.cfg.latent_dim, generator=gen)
-        out = self.G(z)
+        out = self.G(z.to(self.device))
         return out.body_pose, (out.view_rotation if matrix else out.viewpoint)
 
     def _scene(self, body_pose: torch.Tensor, viewpoint: torch.Tensor, gen: torch.Generator,
                global_orient: torch.Tensor | None = None, subject: Any = None) -> SceneBatch:
         if global_orient is None:  # G's bodies stand upright; K carries the viewpoint
-            global_orient = torch.zeros(len(body_pose), 3, dtype=body_pose.dtype)
+            global_orient = torch.zeros(len(body_pose), 3, dtype=body_pose.dtype, device=body_pose.device)
         return render_scene(
             self.parts.renderer, self.parts.body_model, self.parts.intrinsics, global_orient, body_pose, viewpoint,
             self.cfg.camera_distance, self.cfg.subject if subject is None else subject, gen,
@@ -403,9 +405,8 @@ class PoseGenRun:
             body_pose, view = self._generate(cfg.batch_size, self.rng)
             self._check_finite({"generator output": body_pose.detach()})
             adv = lsgan_generator_loss(self.D(body_pose))
-            if self.D_view is not None:
-                self.D_view.requires_grad_(False)
-                adv = adv + lsgan_generator_loss(self.D_view(view))
+            if cfg.w_spread > 0 and self.G.viewpoint:
+                adv = adv + cfg.w_spread * spread_loss(camera_directions(view))
             fb = err = None
             scene = None
             feedback_now = self.step >= cfg.feedback_start and (self.step - cfg.feedback_start) % cfg.feedback_every == 0
@@ -422,19 +423,15 @@ class PoseGenRun:
                     scene = self._scene_labels_only(body_pose, view, scene_ng)
                 per_sample = per_sample_joint_error(pred, scene.joints)
                 err = per_sample.mean()
-                fb = feedback_loss(per_sample, cfg.scenario, cfg.c, hinge=cfg.feedback_hinge)
+                fb = feedback_loss(per_sample, cfg.scenario, cfg.c, shape=cfg.feedback_shape)
                 self.P.requires_grad_(True)
             loss_g = generator_objective(adv, fb, cfg.w1, cfg.w2)
             # discriminator step (eq. 10) on real poses vs. a history pool of fakes
             self.D.requires_grad_(True)
             _, real = sample_poses(self.real, cfg.batch_size, self.rng, upright=False)
+            real = real.to(self.device)
             fake = self.pool(body_pose, self.rng)
             loss_d = lsgan_discriminator_loss(self.D(real), self.D(fake))
-            loss_dv = None
-            if self.D_view is not None:
-                self.D_view.requires_grad_(True)
-                real_view = axis_angle_to_matrix(source_viewpoints(cfg.batch_size, self.rng))
-                loss_dv = lsgan_discriminator_loss(self.D_view(real_view), self.D_view(view.detach()))
             self._check_finite({"loss_g": loss_g, "loss_d": loss_d})
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
@@ -444,18 +441,15 @@ class PoseGenRun:
             loss_d.backward()
             nn.utils.clip_grad_norm_(self.D.parameters(), cfg.grad_clip)
             self.opt_d.step()
-            if loss_dv is not None:
-                self.opt_dv.zero_grad(set_to_none=True)
-                loss_dv.backward()
-                nn.utils.clip_grad_norm_(self.D_view.parameters(), cfg.grad_clip)
-                self.opt_dv.step()
             # in-loop fine-tuning of the estimator on this batch (after G's backward, which went through P)
             loss_p = None
             if cfg.finetune in ("loop", "both") and self.step >= cfg.feedback_start:
                 with torch.no_grad():
                     if scene is None:
                         scene = self._scene(body_pose.detach(), view.detach(), self.rng)
-                loss_p = self._finetune_loss(scene.images.detach(), scene.joints.detach(), self.rng)
+                n_src = round(len(body_pose) * cfg.source_mix / (1.0 - cfg.source_mix))
+                loss_p = self._finetune_loss(scene.images.detach(), scene.joints.detach(), scene.rotations.detach(),
+                                             n_src, self.rng)
                 self._check_finite({"loss_p": loss_p})
                 self.opt_p.zero_grad(set_to_none=True)
                 loss_p.backward()
@@ -490,10 +484,10 @@ class PoseGenRun:
         """Ground-truth joints with gradients to G (for 'pose' feedback); the images come from the no-grad render."""
         from .camera import root_relative, to_camera_frame
 
-        go = torch.zeros(len(body_pose), 3, dtype=body_pose.dtype)
+        go = torch.zeros(len(body_pose), 3, dtype=body_pose.dtype, device=body_pose.device)
         body = self.parts.body_model(go, body_pose)
         cam, _ = to_camera_frame(body.joints, body.rotations, view, self.cfg.camera_distance)
-        return SceneBatch(rendered.images, rendered.alpha, root_relative(cam), cam, view)
+        return SceneBatch(rendered.images, rendered.alpha, root_relative(cam), cam, view, rendered.rotations)
 
     def _set_p_train(self) -> None:
         self.P.train()
@@ -502,44 +496,48 @@ class PoseGenRun:
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
 
-    def _finetune_loss(self, images: torch.Tensor, joints: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _finetune_loss(self, images: torch.Tensor, joints: torch.Tensor, rotations: torch.Tensor, n_src: int,
+                       gen: torch.Generator) -> torch.Tensor:
+        """The pre-training objective (joints, eq. 13's threshold d, rotations) on generated samples, mixed with
+        ``n_src`` freshly rendered source-domain ones, weighted by ``source_mix``."""
         cfg = self.cfg
         self._set_p_train()
-        n_src = int(round(len(images) * cfg.source_mix / (1.0 - cfg.source_mix))) if cfg.source_mix > 0 else 0
-        if n_src:
-            src = self._source_batch(n_src, gen)
-            all_images = torch.cat([images, src.images])
-            out = self.P(all_images)
-            n = len(images)
-            gen_out = type(out)(joints=out.joints[:n])
-            src_out = type(out)(joints=out.joints[n:])
-            loss_gen = self.P.joint_loss(gen_out, joints, threshold=cfg.d)
-            loss_src = self.P.joint_loss(src_out, src.joints)
-            return (1 - cfg.source_mix) * loss_gen + cfg.source_mix * loss_src
-        return self.P.joint_loss(self.P(images), joints, threshold=cfg.d)
+        if not n_src:
+            return supervised_loss(self.P, self.P(images), joints, rotations, threshold=cfg.d)
+        src = self._source_batch(n_src, gen)
+        out = self.P(torch.cat([images, src.images]))
+        n = len(images)
+
+        def part(sl: slice) -> EstimatorOutput:
+            return EstimatorOutput(joints=out.joints[sl], rotations=None if out.rotations is None else out.rotations[sl])
+
+        loss_gen = supervised_loss(self.P, part(slice(None, n)), joints, rotations, threshold=cfg.d)
+        loss_src = supervised_loss(self.P, part(slice(n, None)), src.joints, src.rotations)
+        return (1 - cfg.source_mix) * loss_gen + cfg.source_mix * loss_src
 
     # -- stage 2: sample, render and export the dataset ----------------------------------------------------
     def make_dataset(self) -> dict[str, torch.Tensor]:
         """Sample ``cfg.samples`` (theta, K) from the trained G, render and export them. Subclasses may return other
-        data in the same layout (e.g. an oracle's target-like renders); it must be deterministic given the seed."""
+        data in the same layout, with the same keys (e.g. an oracle's target-like renders); it must be deterministic given the seed."""
         from .dataset_export import export_dataset
 
         cfg = self.cfg
         gen = _generator(cfg.seed, "dataset")
         self.G.eval()
-        poses, views, images, joints = [], [], [], []
+        poses, views, images, joints, rotations = [], [], [], [], []
         with torch.no_grad():
             for start in range(0, cfg.samples, 256):
                 n = min(256, cfg.samples - start)
                 body_pose, view = self._generate(n, gen, matrix=False)
                 scene = self._scene(body_pose, view, gen)
-                poses.append(body_pose)
-                views.append(view)
-                images.append((scene.images.clamp(0, 1) * 255).round().to(torch.uint8))
-                joints.append(scene.joints)
+                poses.append(body_pose.cpu())
+                views.append(view.cpu())
+                images.append((scene.images.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
+                joints.append(scene.joints.cpu())
+                rotations.append(scene.rotations.cpu())
         data = {
             "body_pose": torch.cat(poses), "viewpoint": torch.cat(views), "images": torch.cat(images),
-            "joints": torch.cat(joints),
+            "joints": torch.cat(joints), "rotations": torch.cat(rotations),
         }
         if self.stage == "dataset" or not (self.run_dir / "dataset" / "annotations.npz").is_file():
             export_dataset(self.run_dir / "dataset", data, self.parts.intrinsics, self.cfg.camera_distance,
@@ -554,13 +552,16 @@ class PoseGenRun:
         if self.step == 0:  # a fresh stage (on resume past step 0, rng and optimiser come from the checkpoint)
             self.rng = _generator(cfg.seed, "finetune")
             self.opt_p = torch.optim.Adam(self.P.parameters(), lr=cfg.lr_p)
+        n_src = min(cfg.finetune_batch - 1, round(cfg.finetune_batch * cfg.source_mix))  # at least one generated
+        n_gen = cfg.finetune_batch - n_src
         task = self.reporter.task("fine-tune estimator", steps, self.step)
         while self.step < steps:
             for group in self.opt_p.param_groups:  # cosine decay: a deterministic function of the step (resumable)
                 group["lr"] = cfg.lr_p * 0.5 * (1.0 + math.cos(math.pi * self.step / steps))
-            idx = torch.randint(len(data["images"]), (cfg.finetune_batch,), generator=self.rng)
-            images = data["images"][idx].float() / 255.0
-            loss = self._finetune_loss(images, data["joints"][idx], self.rng)
+            idx = torch.randint(len(data["images"]), (n_gen,), generator=self.rng)
+            images = data["images"][idx].to(self.device).float() / 255.0
+            loss = self._finetune_loss(images, data["joints"][idx].to(self.device), data["rotations"][idx].to(self.device),
+                                       n_src, self.rng)
             self._check_finite({"loss_p": loss})
             self.opt_p.zero_grad(set_to_none=True)
             loss.backward()
@@ -593,7 +594,7 @@ class PoseGenRun:
         with torch.no_grad():
             for name, poses, views in plan:
                 go, bp = sample_poses(poses, n, gen)
-                out[name] = self._scene(bp, views(n, gen), gen, go, subject=subject)
+                out[name] = self._scene(bp, views(n, gen), gen, go, subject=subject).to("cpu")
         return out
 
     def _evaluate_and_report(self, elapsed: float) -> dict[str, Any]:
@@ -640,8 +641,11 @@ class PoseGenRun:
 def evaluate_estimator(estimator: Estimator, scene: SceneBatch, batch: int = 64) -> dict[str, Any]:
     """MPJPE and PA-MPJPE (mm) of ``estimator`` on a rendered evaluation set, plus per-sample errors for reports."""
     estimator.eval()
+    dev = module_device(estimator)
     with torch.no_grad():
-        pred = torch.cat([estimator(scene.images[i : i + batch]).joints for i in range(0, len(scene.images), batch)])
+        pred = torch.cat([estimator(scene.images[i : i + batch].to(dev)).joints.cpu()
+                          for i in range(0, len(scene.images), batch)])
+    scene = scene.to("cpu")
     per = metrics.mpjpe(pred, scene.joints)
     pa = metrics.pa_mpjpe(pred, scene.joints)
     return {

@@ -29,19 +29,38 @@ def mean_joint_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return per_sample_joint_error(pred, target).mean()
 
 
-def feedback_loss(error: torch.Tensor, scenario: str, c: float = 1.0, hinge: bool = False) -> torch.Tensor:
+FEEDBACK_SHAPES = ("linear", "hinge", "target")
+
+
+def feedback_loss(error: torch.Tensor, scenario: str, c: float = 1.0, shape: str = "linear") -> torch.Tensor:
     """L_fb from per-sample errors (B,) or their mean.
 
-    ``ood`` -> c - e: seek what the estimator fails on. With ``hinge`` each sample's term is max(0, c - e_i), so G
-    seeks failures *up to* the threshold c (the paper's wording) and stops pushing samples already that hard, instead
-    of collapsing every sample onto the single worst viewpoint; without it, the official code's unclamped 1 - e.
+    ``ood`` seeks what the estimator fails on, in one of three shapes:
+    - ``linear``: c - e, the paper's eq. and the official code's unclamped 1 - e (c only shifts the loss);
+    - ``hinge``: mean of max(0, c - e_i): failures *up to* c (the paper's wording), no push past it;
+    - ``target``: mean of |c - e_i|: errors *near* c, pulling samples back from beyond it too, so that G keeps its
+      samples at the edge of what the estimator handles instead of drifting to the single worst viewpoint.
     ``ind`` -> e: seek what it handles.
     """
+    if shape not in FEEDBACK_SHAPES:
+        raise ConfigError(f"unknown feedback shape '{shape}'; expected one of {', '.join(FEEDBACK_SHAPES)}.")
     if scenario == "ood":
-        return torch.relu(c - error).mean() if hinge else (c - error).mean()
+        if shape == "hinge":
+            return torch.relu(c - error).mean()
+        if shape == "target":
+            return (c - error).abs().mean()
+        return (c - error).mean()
     if scenario == "ind":
         return error.mean()
     raise ConfigError(f"unknown scenario '{scenario}'; expected one of {', '.join(SCENARIOS)}.")
+
+
+def spread_loss(points: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """-mean_i log(distance to the nearest other point), (B, D) -> scalar: minimising it maximises the batch's
+    nearest-neighbour (Kozachenko-Leonenko) entropy estimate, so generated samples spread out instead of collapsing
+    onto one mode."""
+    d = torch.cdist(points, points) + torch.eye(len(points), dtype=points.dtype, device=points.device) * 1e6
+    return -torch.log(d.min(dim=1).values + eps).mean()
 
 
 def generator_objective(adv: torch.Tensor, feedback: torch.Tensor | None, w1: float = 1.0, w2: float = 0.1) -> torch.Tensor:

@@ -17,8 +17,7 @@ from torch import nn
 from . import metrics
 from .camera import Intrinsics
 from .config import PretrainConfig
-from .interfaces import Estimator, PoseSet, Renderer
-from .rotations import axis_angle_to_matrix
+from .interfaces import Estimator, EstimatorOutput, PoseSet, Renderer
 from .scene import render_scene, sample_poses, source_viewpoints
 
 
@@ -31,13 +30,18 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def camera_frame_rotations(global_orient: torch.Tensor, body_pose: torch.Tensor, viewpoint: torch.Tensor) -> torch.Tensor:
-    """Local SMPL rotations (B, 24, 3, 3) with the root orientation expressed in the camera frame."""
-    from .camera import viewpoint_rotation
+#: Weight of the rotation term next to the joint loss (pre-training and fine-tuning use the same objective).
+ROTATION_WEIGHT = 0.1
 
-    local = axis_angle_to_matrix(torch.cat([global_orient[:, None], body_pose], 1))
-    root = viewpoint_rotation(viewpoint) @ local[:, 0]
-    return torch.cat([root[:, None], local[:, 1:]], 1)
+
+def supervised_loss(estimator: Estimator, out: EstimatorOutput, joints: torch.Tensor, rotations: torch.Tensor,
+                    threshold: float | None = None) -> torch.Tensor:
+    """The estimator's training objective: its joint loss (eq. 13 with ``threshold``) plus, where it predicts
+    rotations, their squared error against the ground truth."""
+    loss = estimator.joint_loss(out, joints, threshold=threshold)
+    if out.rotations is not None:
+        loss = loss + ROTATION_WEIGHT * (out.rotations - rotations).pow(2).mean()
+    return loss
 
 
 def pretrain_estimator(
@@ -52,7 +56,8 @@ def pretrain_estimator(
     subject: object = "random",
     log: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``estimator`` on renders of ``poses`` from source viewpoints; returns the learning curve."""
+    """Train ``estimator`` on renders of ``poses`` from source viewpoints; returns the learning curve. Renders where
+    the body model lives (the estimator and renderer must be there too); random draws stay on the CPU."""
     gen = torch.Generator().manual_seed(seed)
     val_gen = torch.Generator().manual_seed(seed + 7919)
     intr = Intrinsics.framing(image_size, distance)
@@ -71,10 +76,7 @@ def pretrain_estimator(
             go, bp = sample_poses(poses, cfg.batch_size, gen)
             k = source_viewpoints(cfg.batch_size, gen)
             batch = render_scene(renderer, body_model, intr, go, bp, k, distance, subject, gen)
-        out = estimator(batch.images)
-        loss = estimator.joint_loss(out, batch.joints)
-        if out.rotations is not None:
-            loss = loss + 0.1 * (out.rotations - camera_frame_rotations(go, bp, k)).pow(2).mean()
+        loss = supervised_loss(estimator, estimator(batch.images), batch.joints, batch.rotations)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -4,6 +4,7 @@ root orientations, and take-level train/test splits."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .camera import Intrinsics, root_relative, to_camera_frame, viewpoint_from_angles
+from .camera import Intrinsics, root_relative, to_camera_frame, viewpoint_from_angles, viewpoint_rotation
 from .errors import DataError
 from .interfaces import PoseSet, Renderer
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle, rotation_about_axis
@@ -24,6 +25,10 @@ class SceneBatch:
     joints: torch.Tensor  # (B, 24, 3) root-relative camera-frame ground truth X
     camera_joints: torch.Tensor  # (B, 24, 3) camera-frame joints (root at the camera distance)
     viewpoint: torch.Tensor  # (B, 3)
+    rotations: torch.Tensor  # (B, 24, 3, 3) ground-truth local rotations, the root's in the camera frame
+
+    def to(self, device: torch.device | str) -> "SceneBatch":
+        return SceneBatch(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
 
 
 def render_scene(
@@ -37,11 +42,32 @@ def render_scene(
     subject: object = None,
     generator: torch.Generator | None = None,
 ) -> SceneBatch:
-    """Pose the body, place it in front of the camera seen from K, render it; differentiable when the renderer is."""
+    """Pose the body, place it in front of the camera seen from K, render it; differentiable when the renderer is.
+    Runs on the body model's device (inputs drawn on the CPU are moved there)."""
+    dev = module_device(body_model)
+    global_orient, body_pose, viewpoint = global_orient.to(dev), body_pose.to(dev), viewpoint.to(dev)
     body = body_model(global_orient, body_pose)
     cam_joints, cam_rots = to_camera_frame(body.joints, body.rotations, viewpoint, distance)
     out = renderer(cam_joints, cam_rots, intrinsics, subject=subject, generator=generator)
-    return SceneBatch(out.images, out.alpha, root_relative(cam_joints), cam_joints, viewpoint)
+    return SceneBatch(out.images, out.alpha, root_relative(cam_joints), cam_joints, viewpoint,
+                      camera_frame_rotations(global_orient, body_pose, viewpoint))
+
+
+def camera_frame_rotations(global_orient: torch.Tensor, body_pose: torch.Tensor, viewpoint: torch.Tensor) -> torch.Tensor:
+    """Local SMPL rotations (B, 24, 3, 3) with the root orientation expressed in the camera frame: what an estimator
+    predicts as ``rotations``."""
+    local = axis_angle_to_matrix(torch.cat([global_orient[:, None], body_pose], 1))
+    root = viewpoint_rotation(viewpoint) @ local[:, 0]
+    return torch.cat([root[:, None], local[:, 1:]], 1)
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Where a module's parameters (or buffers) live; cpu for one that has none."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
 
 
 def remove_heading(global_orient: torch.Tensor) -> torch.Tensor:

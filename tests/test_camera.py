@@ -183,3 +183,17 @@ def test_viewpoint_as_matrix_matches_axis_angle_and_angles_round_trip():
     torch.testing.assert_close(z, azim)
     e2, _ = viewpoint_angles(rotation_from_angles(elev, azim))
     torch.testing.assert_close(e2, elev)
+
+
+def test_scene_rotations_pose_the_body_into_the_scene_joints():
+    """SceneBatch.rotations (the estimator's rotation targets) reproduce the camera-frame joints through FK."""
+    from posegen_core.rotations import matrix_to_axis_angle
+    from posegen_core.scene import render_scene
+
+    g = torch.Generator().manual_seed(0)
+    go, bp, k = torch.randn(4, 3, generator=g) * 0.5, torch.randn(4, 23, 3, generator=g) * 0.3, torch.randn(4, 3, generator=g)
+    scene = render_scene(pg.create_renderer("primitives"), pg.SkeletonBody(), pg.Intrinsics.framing(32, 4.0),
+                         go, bp, k, 4.0, 0, g)
+    rot = scene.rotations
+    joints, _ = pg.forward_kinematics(matrix_to_axis_angle(rot[:, 0]), matrix_to_axis_angle(rot[:, 1:]))
+    torch.testing.assert_close(joints - joints[:, :1], scene.joints, atol=1e-5, rtol=0)

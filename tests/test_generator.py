@@ -39,9 +39,14 @@ def test_theta_only_gives_the_frontal_view_and_initial_views_are_spread():
     torch.manual_seed(2)
     assert torch.equal(PoseGenerator(viewpoint=False)(torch.randn(8, 32)).viewpoint, torch.zeros(8, 3))
     elev, azim = viewpoint_angles(PoseGenerator().eval()(torch.randn(2000, 32)).view_rotation)
-    assert float(elev.abs().max()) > math.radians(60) and float(azim.abs().max()) > math.radians(150)
+    assert float(elev.abs().max()) > math.radians(60)
+    # untrained G is a random augmentation (the A2 ablation): views all around the subject, above and below
+    quarters = torch.histc(azim, bins=4, min=-math.pi, max=math.pi) / len(azim)
+    assert float(quarters.min()) > 0.15, quarters
+    assert 0.3 < float((elev > 0).float().mean()) < 0.7
 
 
 def test_unknown_viewpoint_parametrisation_is_refused():
     with pytest.raises(pg.ConfigError, match="viewpoint_param must be one of angles, axis_angle"):
         PoseGenerator(viewpoint_param="euler")
+

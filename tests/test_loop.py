@@ -219,10 +219,3 @@ def test_lifecycle_hooks_observe_a_run(tmp_path, monkeypatch):
     assert _Observer.events[1:3] == [("step", 1, "gan"), ("step", 2, "gan")]
     assert _Observer.events[-1] == ("end", ["novel_views", "source_views"])
 
-
-def test_viewpoint_critic_is_trained_and_checkpointed(tmp_path):
-    cfg = pg.RunConfig(out=str(tmp_path / "run"), report=False, discriminate_viewpoint=True, **TINY)
-    pg.run(cfg)
-    state = torch.load(tmp_path / "run" / "checkpoints" / "state.pt", weights_only=True)
-    assert state["opt_dv"]["state"], "the viewpoint critic's optimiser never stepped"
-    assert set(state["D_view"]) == set(pg.generator.ViewDiscriminator().state_dict())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -24,17 +26,25 @@ def test_lsgan_losses_match_hand_computation():
     assert lsgan_generator_loss(fake).item() == pytest.approx(0.5 * ((0.25 + 1 + 0 + 1) / 4))
 
 
-def test_feedback_scenarios_and_hinge():
+def test_feedback_scenarios_and_shapes():
     e = torch.tensor([0.1, 0.5])
     assert feedback_loss(e, "ind").item() == pytest.approx(0.3)
     assert feedback_loss(e, "ood", c=1.0).item() == pytest.approx(0.7)  # official: c - e, unclamped
     # the hinge stops pushing a sample once it is harder than c
-    assert feedback_loss(e, "ood", c=0.3, hinge=True).item() == pytest.approx((0.2 + 0.0) / 2)
+    assert feedback_loss(e, "ood", c=0.3, shape="hinge").item() == pytest.approx((0.2 + 0.0) / 2)
     e.requires_grad_(True)
-    feedback_loss(e, "ood", c=0.3, hinge=True).backward()
+    feedback_loss(e, "ood", c=0.3, shape="hinge").backward()
     assert e.grad.tolist() == pytest.approx([-0.5, 0.0])
+    # the target shape pulls samples towards c from both sides
+    e.grad = None
+    loss = feedback_loss(e, "ood", c=0.3, shape="target")
+    assert loss.item() == pytest.approx((0.2 + 0.2) / 2)
+    loss.backward()
+    assert e.grad.tolist() == pytest.approx([-0.5, 0.5])
     with pytest.raises(pg.ConfigError, match="expected one of ood, ind"):
         feedback_loss(e, "max")
+    with pytest.raises(pg.ConfigError, match="expected one of linear, hinge, target"):
+        feedback_loss(e, "ood", shape="band")
 
 
 def test_generator_objective_is_eq_8():
@@ -68,3 +78,15 @@ def test_history_pool_fills_then_swaps_half_and_round_trips():
     restored = HistoryPool()
     restored.load_state_dict(pool.state_dict())
     assert torch.equal(restored.items, pool.items) and restored.size == 8
+
+
+def test_spread_loss_is_the_nearest_neighbour_entropy_and_pushes_points_apart():
+    from posegen_core.losses import spread_loss
+
+    pts = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    # nearest-neighbour distances 1, 1, 2 (eps 1e-3)
+    expected = -(2 * math.log(1.001) + math.log(2.001)) / 3
+    assert spread_loss(pts).item() == pytest.approx(expected, rel=1e-6)
+    crowded = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 2.0]], requires_grad=True)
+    spread_loss(crowded).backward()
+    assert crowded.grad[0, 0] > 0 and crowded.grad[1, 0] < 0  # descending the loss moves the close pair apart

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -17,6 +18,17 @@ def test_precedence_defaults_file_flags_set(tmp_path):
     assert (cfg.scenario, cfg.iters, cfg.samples) == ("ind", 8, 10)
     assert (cfg.pretrain.steps, cfg.pretrain.lr) == (11, 0.5)
     assert cfg.prior == "normal"
+
+
+def test_every_run_flag_sets_its_config_field():
+    import dataclasses
+
+    from posegen_core.commands.run import run
+
+    fields = {f.name for f in dataclasses.fields(pg.RunConfig)}
+    flags = {p.name for p in run.params if isinstance(p, click.Option)}
+    assert flags - {"config_file", "sets", "resume_dir", "overwrite"} <= fields
+    assert resolve_config(None, {"device": "cpu", "smpl_model": None}, ()).device == "cpu"
 
 
 def test_json_round_trip():
@@ -43,6 +55,8 @@ def test_unknown_key_suggests_the_closest(tmp_path):
     ({"feedback": "pixels"}, "feedback must be one of render, pose, none"),
     ({"image_size": 8}, "image_size must be >= 16"),
     ({"source_mix": 1.0}, r"source_mix must be in \[0, 1\)"),
+    ({"feedback_shape": "band"}, "feedback_shape must be one of linear, hinge, target"),
+    ({"device": "gpu0"}, "device must be a torch device such as cpu, cuda"),
 ])
 def test_invalid_values_are_explained(bad, message):
     with pytest.raises(pg.ConfigError, match=message):
@@ -59,3 +73,10 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
     assert "unknown estimator 'simpel'" in res.output and "Did you mean 'simple'?" in res.output
     res = runner.invoke(cli, ["run", "--resume", str(tmp_path), "--iters", "3"])
     assert res.exit_code == 2 and "pass no other options" in res.output
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_asking_for_a_gpu_without_one_is_explained():
+    with pytest.raises(pg.ConfigError, match="sees no CUDA GPU; use device = 'cpu'"):
+        pg.RunConfig(device="cuda").validate()
+    assert pg.config.resolve_device("auto") == "cpu"

@@ -41,21 +41,20 @@ def evaluate(
     out_path: Path | None,
 ) -> None:
     """Evaluate an estimator on 3DPW / Human3.6M / MPI-INF-3DHP (SPIN's npz files) or a posegen dataset."""
-    import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
     import posegen_core as pg
     from posegen_core import evaluation, spin_data
+    from posegen_core.config import resolve_device
     from posegen_core.io import atomic_write_json
 
     kind, npz = spin_data.parse_dataset_spec(dataset_spec)
     annotations = spin_data.load_evaluation_set(kind, npz)
     n = len(annotations) if limit is None else min(limit, len(annotations))
     spin_data.check_images_root(images_root, annotations.imgname[:n])
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     est = pg.create_estimator(estimator_name, checkpoint=checkpoint)
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]eval[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),

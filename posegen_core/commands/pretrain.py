@@ -6,9 +6,10 @@ import warnings
 from pathlib import Path
 
 import click
+import torch
 
 from ..body_models import create_body_model
-from ..config import PretrainConfig
+from ..config import PretrainConfig, resolve_device
 from ..plugins import create_estimator, create_pose_source, create_renderer
 from ..pretrain import pretrain_estimator
 from ..scene import split_by_take
@@ -25,20 +26,24 @@ from ..scene import split_by_take
 @click.option("--test-fraction", default=0.2, show_default=True, type=float,
               help="Fraction of takes held out (never trained on), as in `posegen run`.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, help="torch device; auto picks cuda when available.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the checkpoint (.pt).")
 def pretrain(estimator: str, renderer: str, pose_source: str, steps: int, batch_size: int, lr: float,
-             image_size: int, test_fraction: float, seed: int, out: str) -> None:
+             image_size: int, test_fraction: float, seed: int, device: str, out: str) -> None:
     """Pre-train ESTIMATOR on renders of the pose source's training takes from chest-height cameras."""
+    dev = torch.device(resolve_device(device))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = create_estimator(estimator)
+        est = create_estimator(estimator).to(dev)
     rend = create_renderer(renderer)
+    if isinstance(rend, torch.nn.Module):
+        rend.to(dev)
     poses = create_pose_source(pose_source).load()
     split = split_by_take(poses, test_fraction, seed)
     cfg = PretrainConfig(steps=steps, batch_size=batch_size, lr=lr, eval_every=max(1, min(250, steps)))
     distance = 4.0
     curve = pretrain_estimator(
-        est, rend, create_body_model(), split.train, cfg, image_size, distance, seed,
+        est, rend, create_body_model().to(dev), split.train, cfg, image_size, distance, seed,
         log=lambda r: click.echo(f"step {r['step']}: loss {r['loss']:.4f}  val MPJPE {r['val_mpjpe_mm']:.1f} mm"),
     )
     est.save_checkpoint(Path(out), curve=curve)

@@ -11,16 +11,6 @@ import click
 from ..config import RunConfig
 from ..errors import ConfigError
 
-#: CLI flag -> RunConfig field (flags left unset keep the config file's or the default value).
-FLAGS = {
-    "renderer": "renderer", "renderer_checkpoint": "renderer_checkpoint", "estimator": "estimator",
-    "estimator_checkpoint": "estimator_checkpoint", "prior": "prior", "discriminator": "discriminator",
-    "pose_source": "pose_source", "scenario": "scenario", "feedback": "feedback", "iters": "iters",
-    "samples": "samples", "image_size": "image_size", "seed": "seed", "out": "out", "finetune": "finetune",
-    "finetune_steps": "finetune_steps", "smpl_model": "smpl_model", "batch_size": "batch_size",
-}
-
-
 def parse_set(values: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
     """``key=value`` pairs; values are JSON when they parse as JSON (numbers, booleans, lists, objects), else text.
     Dotted keys reach nested tables, e.g. ``pretrain.steps=500`` or ``pose_source_options.path=/data/cmu``."""
@@ -52,7 +42,7 @@ def resolve_config(config_file: str | None, flags: dict[str, Any], sets: tuple[s
     data = RunConfig().to_dict()
     if config_file:
         data = _merge(data, RunConfig.from_file(config_file).to_dict())
-    data = _merge(data, {FLAGS[k]: v for k, v in flags.items() if v is not None})
+    data = _merge(data, {k: v for k, v in flags.items() if v is not None})  # each flag is named after its field
     data = _merge(data, parse_set(sets))
     return RunConfig.from_dict(data).validate()
 
@@ -77,6 +67,7 @@ def resolve_config(config_file: str | None, flags: dict[str, Any], sets: tuple[s
 @click.option("--image-size", type=int, help="Rendered image size in pixels.")
 @click.option("--smpl-model", type=click.Path(), help="SMPL model file (else the SMPL-24 skeleton body is used).")
 @click.option("--seed", type=int, help="Seed of every random draw.")
+@click.option("--device", help="torch device: auto (default; cuda when a GPU is visible), cpu, cuda, cuda:1.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<time>_<renderer>-<estimator>).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML (or JSON) configuration file.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other configuration field (repeatable).")
