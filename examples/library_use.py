@@ -14,7 +14,8 @@ def main() -> None:
     # Everything `posegen run` does is a RunConfig field; plugins are chosen by name (or passed as built objects).
     cfg = pg.RunConfig(
         renderer="primitives", estimator="simple", prior="normal", scenario="ood", feedback="render",
-        iters=100, samples=500, finetune_steps=150, eval_samples=256, out="runs/library-example", seed=0,
+        iters=100, samples=500, finetune_steps=150, eval_samples=256, out="runs/library-example",
+        seed=0,
         pretrain=pg.PretrainConfig(steps=600),
     )
     result = pg.run(cfg, overwrite=True)

@@ -31,7 +31,7 @@ def resolve_device(device: str) -> str:
 class PretrainConfig:
     """Pre-training of the estimator on the source domain (everyday poses, chest-height cameras)."""
 
-    steps: int = 1500
+    steps: int = 1200
     batch_size: int = 64
     lr: float = 2e-3
     eval_every: int = 250
@@ -70,8 +70,9 @@ class RunConfig:
     max_roll: float = 0.25  # "angles": bound on the camera roll about its optical axis (radians)
     k_max: float = math.pi  # "axis_angle": bound on each component of K (radians)
     latent_dim: int = 32
-    iters: int = 1800  # GAN iterations in all
-    feedback_start: int = 1500  # adversarial-only iterations first (the official code starts feedback at epoch 3)
+    iters: int = 1500  # GAN iterations in all
+    feedback_start: int | None = None  # adversarial-only iterations first (the official code starts feedback at
+    # epoch 3); None: the first five sixths of iters (1250 of the default 1500)
     batch_size: int = 64
     feedback_every: int = 1
     w1: float = 1.0
@@ -108,6 +109,11 @@ class RunConfig:
     threads: int | None = None
     device: str = "auto"  # torch device for G, D, the renderer and the estimator: auto (cuda if visible), cpu, cuda:1
 
+    @property
+    def feedback_begins(self) -> int:
+        """The first GAN iteration with feedback."""
+        return self.iters - self.iters // 6 if self.feedback_start is None else self.feedback_start
+
     def validate(self) -> "RunConfig":
         def need(cond: bool, msg: str) -> None:
             if not cond:
@@ -118,8 +124,10 @@ class RunConfig:
         need(self.feedback_shape in FEEDBACK_SHAPES,
              f"feedback_shape must be one of {', '.join(FEEDBACK_SHAPES)}; got '{self.feedback_shape}'.")
         need(self.finetune in FINETUNE_MODES, f"finetune must be one of {', '.join(FINETUNE_MODES)}; got '{self.finetune}'.")
-        for name in ("iters", "feedback_start", "samples", "eval_samples", "latent_dim"):
+        for name in ("iters", "samples", "eval_samples", "latent_dim"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0; got {getattr(self, name)}.")
+        need(self.feedback_start is None or self.feedback_start >= 0,
+             f"feedback_start must be >= 0 (or unset); got {self.feedback_start}.")
         need(self.finetune_batch >= 1, f"finetune_batch must be >= 1; got {self.finetune_batch}.")
         need(self.batch_size >= 2, f"batch_size must be >= 2 (BatchNorm in G); got {self.batch_size}.")
         need(self.image_size >= 16, f"image_size must be >= 16 pixels; got {self.image_size}.")

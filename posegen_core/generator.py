@@ -56,8 +56,8 @@ class PoseGenerator(nn.Module):
             layers += _block(hidden, hidden) + _block(hidden, hidden)
         self.trunk = nn.Sequential(*layers)
         self.pose_head = nn.Linear(hidden, NUM_BODY_JOINTS * 4)
-        # K has its own small network from z: only the feedback trains it (D never sees K), so without feedback its
-        # spread initial distribution stays put instead of drifting with the pose trunk (the A2 ablation needs that).
+        # K has its own small network from z, trained only by the feedback and the spread term (D never sees K), so
+        # it does not drift with the pose trunk; tanh layers keep its initial views symmetric about the subject.
         view_out = 4 if viewpoint_param == "angles" else 3  # (elevation, azimuth as a 2-vector, roll) or K
         self.view_head = nn.Sequential(
             nn.Linear(latent_dim, 128), nn.Tanh(), nn.Linear(128, 128), nn.Tanh(), nn.Linear(128, view_out)

@@ -409,7 +409,8 @@ class PoseGenRun:
                 adv = adv + cfg.w_spread * spread_loss(camera_directions(view))
             fb = err = None
             scene = None
-            feedback_now = self.step >= cfg.feedback_start and (self.step - cfg.feedback_start) % cfg.feedback_every == 0
+            start = cfg.feedback_begins
+            feedback_now = self.step >= start and (self.step - start) % cfg.feedback_every == 0
             if cfg.feedback != "none" and feedback_now:
                 self.P.eval()
                 self.P.requires_grad_(False)
@@ -443,7 +444,7 @@ class PoseGenRun:
             self.opt_d.step()
             # in-loop fine-tuning of the estimator on this batch (after G's backward, which went through P)
             loss_p = None
-            if cfg.finetune in ("loop", "both") and self.step >= cfg.feedback_start:
+            if cfg.finetune in ("loop", "both") and self.step >= cfg.feedback_begins:
                 with torch.no_grad():
                     if scene is None:
                         scene = self._scene(body_pose.detach(), view.detach(), self.rng)

@@ -18,8 +18,8 @@ import torch
 import posegen_core as pg
 from posegen_core import plugins as plugin_system
 
-TINY = dict(
-    iters=2, feedback_start=1, batch_size=4, samples=8, finetune_steps=2, finetune_batch=4, eval_samples=8, image_size=32,
+TINY = dict(  # on the CPU even where a GPU is visible: these tests compare runs bit for bit
+    device="cpu", iters=2, feedback_start=1, batch_size=4, samples=8, finetune_steps=2, finetune_batch=4, eval_samples=8, image_size=32,
     checkpoint_every=1, log_every=1, pretrain=pg.PretrainConfig(steps=2, batch_size=4, eval_every=2, val_samples=8),
 )
 
@@ -97,7 +97,7 @@ def _posegen(*args: str, env: dict) -> subprocess.Popen:
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     env = {**os.environ, "POSEGEN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    common = ["--iters", "12", "--set", "feedback_start=4", "--samples", "16", "--finetune-steps", "6", "--batch-size", "8", "--image-size", "32",
+    common = ["--device", "cpu", "--iters", "12", "--set", "feedback_start=4", "--samples", "16", "--finetune-steps", "6", "--batch-size", "8", "--image-size", "32",
               "--set", "checkpoint_every=2", "--set", "log_every=1", "--set", "eval_samples=16", "--set", "report=false",
               "--set", "pretrain.steps=3", "--set", "pretrain.eval_every=3", "--set", "pretrain.val_samples=8", "--set", "threads=1"]
     whole = _posegen("run", "--out", str(tmp_path / "whole"), *common, env=env)

@@ -80,3 +80,9 @@ def test_asking_for_a_gpu_without_one_is_explained():
     with pytest.raises(pg.ConfigError, match="sees no CUDA GPU; use device = 'cpu'"):
         pg.RunConfig(device="cuda").validate()
     assert pg.config.resolve_device("auto") == "cpu"
+
+
+def test_feedback_starts_after_five_sixths_of_the_iterations_unless_set():
+    assert pg.RunConfig().feedback_begins == 1250
+    assert pg.RunConfig(iters=300).feedback_begins == 250  # `--iters 300` still gets feedback
+    assert pg.RunConfig(iters=300, feedback_start=0).feedback_begins == 0
