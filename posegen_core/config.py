@@ -90,7 +90,7 @@ class RunConfig:
     image_size: int = 64
     camera_distance: float = 4.0
     finetune: str = "after"  # after (official), loop (P updated in the GAN loop), both, none
-    finetune_steps: int = 500
+    finetune_steps: int = 350
     finetune_batch: int = 64  # images per fine-tuning step: generated ones and source_mix of source-domain ones
     lr_p: float = 3e-4  # peak of a cosine decay over the fine-tuning steps
     source_mix: float = 0.75  # fraction of each fine-tuning batch drawn from the source domain (against forgetting)
