@@ -167,7 +167,7 @@ def main() -> None:
     cache = args.out / "cache"
     seeds = list(range(args.seeds or (1 if args.quick else 3)))
     budget = dict(  # identical for every fine-tuned method
-        image_size=64, batch_size=64, finetune_batch=64,  # source_mix: RunConfig's default
+        image_size=64, batch_size=64, finetune_batch=64, source_mix=0.75,
         feedback_start=600, iters=600 + (100 if args.quick else 200), samples=1500 if args.quick else 3000,
         finetune_steps=200 if args.quick else 250,
     )

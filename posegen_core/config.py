@@ -93,7 +93,7 @@ class RunConfig:
     finetune_steps: int = 350
     finetune_batch: int = 64  # images per fine-tuning step: generated ones and source_mix of source-domain ones
     lr_p: float = 3e-4  # peak of a cosine decay over the fine-tuning steps
-    source_mix: float = 0.75  # fraction of each fine-tuning batch drawn from the source domain (against forgetting)
+    source_mix: float = 0.9  # fraction of each fine-tuning batch drawn from the source domain (against forgetting)
     freeze_bn: bool = False
     # evaluation
     eval_samples: int = 512

@@ -448,9 +448,10 @@ class PoseGenRun:
                 with torch.no_grad():
                     if scene is None:
                         scene = self._scene(body_pose.detach(), view.detach(), self.rng)
-                n_src = round(len(body_pose) * cfg.source_mix / (1.0 - cfg.source_mix))
-                loss_p = self._finetune_loss(scene.images.detach(), scene.joints.detach(), scene.rotations.detach(),
-                                             n_src, self.rng)
+                n_gen, n_src = self._finetune_split()
+                n_gen = min(n_gen, len(body_pose))
+                loss_p = self._finetune_loss(scene.images[:n_gen].detach(), scene.joints[:n_gen].detach(),
+                                             scene.rotations[:n_gen].detach(), n_src, self.rng)
                 self._check_finite({"loss_p": loss_p})
                 self.opt_p.zero_grad(set_to_none=True)
                 loss_p.backward()
@@ -496,6 +497,11 @@ class PoseGenRun:
             for m in self.P.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
+
+    def _finetune_split(self) -> tuple[int, int]:
+        """(generated, source-domain) images in each fine-tuning batch of ``finetune_batch``: at least one generated."""
+        n_src = min(self.cfg.finetune_batch - 1, round(self.cfg.finetune_batch * self.cfg.source_mix))
+        return self.cfg.finetune_batch - n_src, n_src
 
     def _finetune_loss(self, images: torch.Tensor, joints: torch.Tensor, rotations: torch.Tensor, n_src: int,
                        gen: torch.Generator) -> torch.Tensor:
@@ -553,8 +559,7 @@ class PoseGenRun:
         if self.step == 0:  # a fresh stage (on resume past step 0, rng and optimiser come from the checkpoint)
             self.rng = _generator(cfg.seed, "finetune")
             self.opt_p = torch.optim.Adam(self.P.parameters(), lr=cfg.lr_p)
-        n_src = min(cfg.finetune_batch - 1, round(cfg.finetune_batch * cfg.source_mix))  # at least one generated
-        n_gen = cfg.finetune_batch - n_src
+        n_gen, n_src = self._finetune_split()
         task = self.reporter.task("fine-tune estimator", steps, self.step)
         while self.step < steps:
             for group in self.opt_p.param_groups:  # cosine decay: a deterministic function of the step (resumable)
