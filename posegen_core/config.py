@@ -110,6 +110,11 @@ class RunConfig:
     device: str = "auto"  # torch device for G, D, the renderer and the estimator: auto (cuda if visible), cpu, cuda:1
 
     @property
+    def torch_device(self) -> torch.device:
+        """The run's device, with ``auto`` resolved."""
+        return torch.device(resolve_device(self.device))
+
+    @property
     def feedback_begins(self) -> int:
         """The first GAN iteration with feedback."""
         return self.iters - self.iters // 6 if self.feedback_start is None else self.feedback_start
@@ -137,7 +142,7 @@ class RunConfig:
         need(self.feedback_every >= 1 and self.checkpoint_every >= 1 and self.log_every >= 1,
              "feedback_every, checkpoint_every and log_every must be >= 1.")
         try:
-            device = torch.device(resolve_device(self.device))
+            device = self.torch_device
         except RuntimeError:
             raise ConfigError(f"device must be a torch device such as cpu, cuda or cuda:0 (or auto); got '{self.device}'.") from None
         need(device.type != "cuda" or torch.cuda.is_available(),

@@ -27,7 +27,7 @@ from torch import nn
 from . import metrics
 from .body_models import create_body_model
 from .camera import Intrinsics, camera_directions, viewpoint_angles
-from .config import RunConfig, resolve_device
+from .config import RunConfig
 from .errors import ConfigError, PosegenError, TrainingError
 from .generator import PoseGenerator
 from .history_pool import HistoryPool
@@ -124,7 +124,7 @@ def build_parts(cfg: RunConfig, run_dir: Path | None, log: Callable[[str], None]
         source = _load_split(cfg.source_pose_source, cfg.source_pose_source_options, cfg, log)
     body = create_body_model(cfg.smpl_model)
     intr = Intrinsics.framing(cfg.image_size, cfg.camera_distance)
-    device = torch.device(resolve_device(cfg.device))
+    device = cfg.torch_device
     body.to(device)
     disc.to(device)
     if isinstance(renderer, nn.Module):
@@ -209,7 +209,7 @@ class PoseGenRun:
     def __init__(self, cfg: RunConfig, run_dir: str | Path | None = None, overwrite: bool = False,
                  resume: bool = False, console: Any = None) -> None:
         self.cfg = cfg.validate()
-        self.device = torch.device(resolve_device(cfg.device))
+        self.device = cfg.torch_device
         self._check_plugin_names()
         self.run_dir = Path(run_dir or cfg.out or self._default_dir())
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -651,13 +651,13 @@ def evaluate_estimator(estimator: Estimator, scene: SceneBatch, batch: int = 64)
     with torch.no_grad():
         pred = torch.cat([estimator(scene.images[i : i + batch].to(dev)).joints.cpu()
                           for i in range(0, len(scene.images), batch)])
-    scene = scene.to("cpu")
-    per = metrics.mpjpe(pred, scene.joints)
-    pa = metrics.pa_mpjpe(pred, scene.joints)
+    truth = scene.joints.cpu()
+    per = metrics.mpjpe(pred, truth)
+    pa = metrics.pa_mpjpe(pred, truth)
     return {
         "mpjpe_mm": float(per.mean()) * 1000, "pa_mpjpe_mm": float(pa.mean()) * 1000,
         "mpjpe_std_mm": float(per.std()) * 1000, "n": len(per),
-        "_per_sample_m": per, "_per_joint_m": metrics.per_joint_error(pred, scene.joints).mean(0),
+        "_per_sample_m": per, "_per_joint_m": metrics.per_joint_error(pred, truth).mean(0),
     }
 
 

@@ -24,11 +24,6 @@ def per_sample_joint_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Te
     return (pred - target).norm(dim=-1).mean(-1)
 
 
-def mean_joint_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """e = mean over samples and joints of ||X - X_hat||_2 (metres)."""
-    return per_sample_joint_error(pred, target).mean()
-
-
 FEEDBACK_SHAPES = ("linear", "hinge", "target")
 
 
