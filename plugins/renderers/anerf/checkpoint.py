@@ -58,8 +58,15 @@ def infer_config(data: dict[str, Any], args: dict[str, str] | None = None) -> AN
             f"{f' - {code_dim} (frame code)' if n_codes else ''} = {view_dim} is not 72 x (1 + 2 x multires_views)."
         )
     fine = data.get("network_fine_state_dict")
-    single = not fine or all(torch.equal(fine[k], net[k]) for k in net if k in fine and fine[k].shape == net[k].shape)
     args = args or {}
+    # One network when args.txt says so, when the file stores the same tensors twice (how the official code saves a
+    # single_net model), or without a direction encoding (multires_views 0: only surreal_single.txt, a single_net
+    # config, has none among the released configs).
+    if "single_net" in args:
+        single = args["single_net"].strip().lower() in ("true", "1")
+    else:
+        single = (not fine or vblocks == 1
+                  or all(torch.equal(fine[k], net[k]) for k in net if k in fine and fine[k].shape == net[k].shape))
     n_samples = int(args.get("N_samples", 96 if single else 64))
     n_importance = int(args.get("N_importance", 48 if single else 16))
     embed = data.get("embed_state_dict") or {}
@@ -105,8 +112,11 @@ def load_raycaster(
                   else infer_config(data, read_args_txt(path.parent / "args.txt")))
     config = config.with_options(**(overrides or {}))
     caster = RayCaster(config)
-    parts = {"network_fn_state_dict": caster.network_fn, "embed_state_dict": caster.embed,
-             "embeddirs_state_dict": caster.embeddirs}
+    # One network (single_net): the official RayCaster loads both keys into the same module, so the one loaded
+    # second, network_fine_state_dict, wins (real checkpoints hold the same tensors under both keys).
+    fn_key = ("network_fine_state_dict" if config.single_net and data.get("network_fine_state_dict") is not None
+              else "network_fn_state_dict")
+    parts = {fn_key: caster.network_fn, "embed_state_dict": caster.embed, "embeddirs_state_dict": caster.embeddirs}
     if caster.network_fine is not None:
         if "network_fine_state_dict" not in data:
             raise pg.CheckpointError(f"{path} has no network_fine_state_dict but the configuration has a separate "
@@ -133,6 +143,8 @@ def load_raycaster(
     for k in ("units_per_metre", "background"):
         if k in extra:
             out[k] = extra[k] if k != "background" else tuple(float(v) for v in extra[k])
+    if data.get("posegen_anerf") is not None:  # posegen checkpoints from before the option used posegen's rays
+        out["convention"] = str(extra.get("convention", "posegen"))
     return caster, out
 
 

@@ -13,6 +13,8 @@ one unit is 0.43 / 0.714 = 0.602 m and a posegen skeleton has exactly A-NeRF's S
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 import posegen_core as pg
@@ -23,6 +25,37 @@ ANERF_DATA_SCALE = 0.25 / 0.00035 * 0.001
 UNITS_PER_METRE = ANERF_DATA_SCALE / pg.skeleton.ANERF_UNITS_TO_METRES
 #: Official rendering expansions of the bounding cylinder's top (head side) and bottom (feet side).
 TOP_EXPAND, BOTTOM_EXPAND = 1.6, 1.1
+
+
+@dataclass(frozen=True)
+class RayConvention:
+    """How pixels become rays: the one place where posegen's own convention and the official one differ.
+
+    ``pixel_offset``: rays go through (col + offset, row + offset); the official ``get_rays`` uses integer pixel
+    coordinates (0), posegen's renderers pixel centres (0.5). ``official_bounds``: the official ray bounds (the
+    bounding cylinder is infinite along the world vertical, only its ground-plane circle sets near/far; every pixel
+    of the projected cylinder's box is rendered, pixels whose ray misses the circle at the image's mean near/far)
+    instead of posegen's capped cylinder (bounded also for views along the vertical; only rays that meet it are
+    cast). A loaded official checkpoint renders with ``official``, which reproduces the official images.
+    """
+
+    name: str
+    pixel_offset: float
+    official_bounds: bool
+
+
+RAY_CONVENTIONS = {
+    "official": RayConvention("official", 0.0, True),
+    "posegen": RayConvention("posegen", 0.5, False),
+}
+
+
+def ray_convention(name: str | RayConvention) -> RayConvention:
+    if isinstance(name, RayConvention):
+        return name
+    if name not in RAY_CONVENTIONS:
+        raise pg.ConfigError(f"unknown A-NeRF ray convention {name!r}; use one of {sorted(RAY_CONVENTIONS)}.")
+    return RAY_CONVENTIONS[name]
 
 
 def rest_pose_units(dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
@@ -73,18 +106,30 @@ def anerf_to_contract(
     return joints / units_per_metre, rot @ l2w[..., :3, :3]
 
 
+def world_up(rotations: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
+    """The world's up direction in the camera frame (B, 3), unit length: ``up`` ((3,) or (B, 3)) when given, else the
+    root's canonical +y axis (posegen's bodies stand upright in the body frame, which the viewpoint K rotates)."""
+    if up is None:
+        return rotations[:, 0, :, 1]
+    up = torch.as_tensor(up, dtype=rotations.dtype, device=rotations.device)
+    if up.shape not in ((3,), (rotations.shape[0], 3)):
+        raise pg.ShapeError(f"up must be one camera-frame direction (3,) or one per image ({rotations.shape[0]}, 3); "
+                            f"got shape {tuple(up.shape)}.")
+    up = up.expand(rotations.shape[0], 3)
+    norm = up.norm(dim=-1, keepdim=True)
+    if bool((norm < 1e-8).any()):
+        raise pg.ShapeError("up must be a non-zero direction (the world's vertical in the camera frame).")
+    return up / norm
+
+
 def bounding_cylinder(
-    joints_units: torch.Tensor, rotations: torch.Tensor, extend: float,
+    joints_units: torch.Tensor, axis: torch.Tensor, extend: float,
     top_expand: float = TOP_EXPAND, bottom_expand: float = BOTTOM_EXPAND,
 ) -> dict[str, torch.Tensor]:
-    """A-NeRF's bounding cylinder around the skeleton, as centre, unit axis, radius and axial top/bottom (B, ...).
-
-    The axis is the body's up direction (the root's canonical +y; A-NeRF uses the world vertical, which is the same
-    for an upright subject), radius = largest joint distance from the axis + ``extend``. The official cylinder is
-    infinite for ray bounds; this one is capped at top/bottom so that views along the axis (top views) stay bounded.
-    """
+    """A-NeRF's bounding cylinder around the skeleton (``get_kp_bounding_cylinder``): centre (the pelvis), unit
+    ``axis`` (B, 3) (the world vertical, ``world_up``), radius = largest joint distance from the axis + ``extend``,
+    and the axial top/bottom of the joints expanded by ``extend`` x 1.6 (head side) and x 1.1 (feet side)."""
     centre = joints_units[:, 0]
-    axis = rotations[:, 0, :, 1]
     rel = joints_units - centre[:, None]
     along = (rel * axis[:, None]).sum(-1)
     radial = (rel - along[..., None] * axis[:, None]).norm(dim=-1)
@@ -148,8 +193,77 @@ def cylinder_pixel_box(cyl: dict[str, torch.Tensor], index: int, intrinsics: pg.
         return r0, r1, c0, c1
 
 
-def pixel_directions(rows: torch.Tensor, cols: torch.Tensor, intrinsics: pg.Intrinsics) -> torch.Tensor:
-    """Camera-frame ray directions (R, 3) through pixel centres (z component 1; A-NeRF does not normalise them)."""
-    x = (cols.to(torch.get_default_dtype()) + 0.5 - intrinsics.cx) / intrinsics.fx
-    y = (rows.to(torch.get_default_dtype()) + 0.5 - intrinsics.cy) / intrinsics.fy
+def pixel_directions(rows: torch.Tensor, cols: torch.Tensor, intrinsics: pg.Intrinsics,
+                     pixel_offset: float = 0.5) -> torch.Tensor:
+    """Camera-frame ray directions (R, 3) through pixel (row, col) + ``pixel_offset`` (0.5: pixel centres, posegen's
+    convention; 0: integer coordinates, the official one). z component 1; A-NeRF does not normalise them."""
+    x = (cols.to(torch.get_default_dtype()) + pixel_offset - intrinsics.cx) / intrinsics.fx
+    y = (rows.to(torch.get_default_dtype()) + pixel_offset - intrinsics.cy) / intrinsics.fy
     return torch.stack([x, y, torch.ones_like(x)], -1)
+
+
+def official_pixel_box(cyl: dict[str, torch.Tensor], index: int, intrinsics: pg.Intrinsics,
+                       units_per_metre: float) -> tuple[int, int, int, int]:
+    """The official ``cylinder_to_box_2d`` box (row0, row1, col0, col1), end-exclusive: 50 points on each cap circle
+    (``linspace(0, 2 pi, 50)`` in the plane perpendicular to the axis, first direction = the camera's x axis made
+    horizontal), projected as ``floor/ceil(f x / z) + int(c)``, clipped to [0, W - 1] x [0, H - 1] (so the last row
+    and column are never rendered, as in the official code)."""
+    with torch.no_grad():
+        dt = torch.float64
+        angles = torch.linspace(0.0, 2.0 * torch.pi, 50, dtype=dt, device=cyl["centre"].device)
+        axis = cyl["axis"][index].to(dt)
+        ex = torch.tensor([1.0, 0.0, 0.0], dtype=dt, device=axis.device)
+        u = ex - (ex @ axis) * axis
+        if float(u.norm()) < 1e-6:  # looking along the vertical: any horizontal direction
+            ey = torch.tensor([0.0, 1.0, 0.0], dtype=dt, device=axis.device)
+            u = ey - (ey @ axis) * axis
+        u = u / u.norm()
+        v = torch.linalg.cross(axis, u)
+        ring = (torch.cos(angles)[:, None] * u + torch.sin(angles)[:, None] * v) * cyl["radius"][index].to(dt)
+        centre = cyl["centre"][index].to(dt)
+        caps = [centre + axis * cyl[k][index].to(dt) + ring for k in ("top", "bottom")]
+        pts = torch.cat(caps) / units_per_metre
+        h, w = intrinsics.height, intrinsics.width
+        if bool((pts[:, 2] <= 1e-6).any()):
+            return 0, h - 1, 0, w - 1
+        x, y = intrinsics.fx * pts[:, 0] / pts[:, 2], intrinsics.fy * pts[:, 1] / pts[:, 2]
+        c0 = min(max(int(torch.floor(x.min())) + int(intrinsics.cx), 0), w - 1)
+        c1 = min(max(int(torch.ceil(x.max())) + int(intrinsics.cx), 0), w - 1)
+        r0 = min(max(int(torch.floor(y.min())) + int(intrinsics.cy), 0), h - 1)
+        r1 = min(max(int(torch.ceil(y.max())) + int(intrinsics.cy), 0), h - 1)
+        return r0, r1, c0, c1
+
+
+def infinite_cylinder_bounds(
+    dirs: torch.Tensor, centre: torch.Tensor, axis: torch.Tensor, radius: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The official ``get_near_far_in_cylinder`` for rays from the camera centre: only the cylinder's ground-plane
+    circle (the plane perpendicular to the vertical ``axis``) bounds the ray, so its height is unlimited. Returns
+    near (clamped at 0 when the camera is inside the circle), far, and which rays meet the circle (the others get
+    NaN; ``fill_missed_bounds`` gives them the official mean)."""
+    g = dirs - (dirs * axis).sum(-1, keepdim=True) * axis  # ray direction in the ground plane
+    c = centre - (centre * axis).sum(-1, keepdim=True) * axis  # circle centre in the ground plane
+    scale = g.norm(dim=-1)
+    ray_dir = g / scale.clamp_min(1e-12)[:, None]
+    k = (c * ray_dir).sum(-1)  # distance along the ray to the point closest to the centre
+    dist2 = ((c * c).sum(-1) - k * k).clamp_min(0.0)
+    q = (radius ** 2 - dist2).sqrt()  # NaN where the ray misses the circle
+    near = torch.where(q < k, (k - q) / scale, torch.zeros_like(k))
+    far = (k + q) / scale
+    hit = ~torch.isnan(q)
+    return near, far, hit
+
+
+def fill_missed_bounds(near: torch.Tensor, far: torch.Tensor, hit: torch.Tensor,
+                       image: torch.Tensor, n_images: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The official rule for rays inside the projected box that miss the cylinder: the mean near/far of the image's
+    rays that hit it (``np.nanmean`` over the chunk; the official renderer's chunk holds one image). Returns the
+    bounds and which rays can be rendered (images where no ray hits are left empty)."""
+    w = hit.to(near.dtype)
+    count = torch.zeros(n_images, dtype=near.dtype, device=near.device).index_add(0, image, w)
+    sums = [torch.zeros(n_images, dtype=near.dtype, device=near.device).index_add(
+        0, image, torch.where(hit, b, torch.zeros_like(b))) for b in (near, far)]
+    mean_near, mean_far = (s / count.clamp_min(1.0) for s in sums)
+    near = torch.where(hit, near, mean_near[image])
+    far = torch.where(hit, far, mean_far[image])
+    return near, far, count[image] > 0

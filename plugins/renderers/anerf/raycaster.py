@@ -154,8 +154,13 @@ class RayCaster(nn.Module):
         if c.n_importance == 0:
             return {"rgb": colour, "acc": acc}
         mids = 0.5 * (z[:, 1:] + z[:, :-1])
-        z_new = importance_depths(mids, weights[:, 1:-1], c.n_importance, deterministic=not perturb,
-                                  generator=generator)
+        if self.network_fine is None:
+            # one network (official ``is_only``): a widened pdf, 0.5 (max(w_l, w_k) + max(w_k, w_u)) + 0.01
+            pdf = 0.5 * (torch.maximum(weights[:, :-2], weights[:, 1:-1])
+                         + torch.maximum(weights[:, 1:-1], weights[:, 2:])) + 0.01
+        else:
+            pdf = weights[:, 1:-1]
+        z_new = importance_depths(mids, pdf, c.n_importance, deterministic=not perturb, generator=generator)
         if detach_samples:
             z_new = z_new.detach()
         if self.network_fine is None:  # one shared network: the coarse samples' outputs are already known

@@ -50,6 +50,10 @@ class ANeRFRenderer(pg.Renderer):
             cutoff weight is below 1e-4 (see ``FastOptions``). Off by default: the output equals the official one.
         amp: bfloat16 autocast for the networks on GPU (default: on when the renderer lives on a GPU).
         units_per_metre: metres -> A-NeRF units (default: posegen's skeleton matches A-NeRF's SURREAL rest pose).
+        convention: "official" (integer pixel coordinates, infinite vertical bounding cylinder, the whole projected
+            box rendered: what the official code draws) or "posegen" (pixel centres, capped cylinder, only rays that
+            meet it). Default: "official" for an official checkpoint, the convention a posegen checkpoint was
+            trained with, "posegen" without a checkpoint. See ``conventions.RAY_CONVENTIONS``.
         seed: seed of the initial weights when there is no checkpoint.
     """
 
@@ -66,6 +70,7 @@ class ANeRFRenderer(pg.Renderer):
         fast: dict[str, float] | FastOptions | bool | None = None,
         amp: bool | None = None,
         units_per_metre: float | None = None,
+        convention: str | None = None,
         seed: int = 0,
         **overrides: Any,
     ) -> None:
@@ -99,6 +104,9 @@ class ANeRFRenderer(pg.Renderer):
         self.fast = fast
         self.amp = amp
         self.units_per_metre = float(units_per_metre or extra.get("units_per_metre", conv.UNITS_PER_METRE))
+        if convention is None:
+            convention = extra.get("convention", "official" if checkpoint is not None else "posegen")
+        self.convention = conv.ray_convention(convention)
         rest = extra.get("rest_pose")
         self.register_buffer("rest_pose", rest if rest is not None else conv.rest_pose_units())
 
@@ -111,21 +119,26 @@ class ANeRFRenderer(pg.Renderer):
 
     def skeleton_rays(
         self, joints: torch.Tensor, rotations: torch.Tensor, intrinsics: pg.Intrinsics,
-        subject: int | str | torch.Tensor | None = None,
+        subject: int | str | torch.Tensor | None = None, up: torch.Tensor | None = None,
     ) -> tuple[RayBatch, torch.Tensor]:
-        """Rays of every pixel inside each image's projected bounding cylinder that hit the cylinder, and their flat
-        pixel index (R,) into (B * H * W)."""
+        """The rays to cast and their flat pixel index (R,) into (B * H * W), following ``self.convention``:
+        official: every pixel of the projected cylinder's box, bounds from the infinite vertical cylinder, rays that
+        miss it at the image's mean bounds; posegen: the rays of the box that hit the capped cylinder.
+        ``up``: the world vertical in the camera frame ((3,) or (B, 3); default: the root's +y axis)."""
         dev, dtype = self.rest_pose.device, self.rest_pose.dtype
         joints, rotations = joints.to(dev, dtype), rotations.to(dev, dtype)
         units = joints * self.units_per_metre
         if self.retarget:
             units = conv.retarget(units, rotations, self.rest_pose)
         rot_t, offset = conv.world_to_joint(units, rotations)
-        cyl = conv.bounding_cylinder(units, rotations, self.config.cylinder_extend)
+        axis = conv.world_up(rotations, up)
+        cyl = conv.bounding_cylinder(units, axis, self.config.cylinder_extend)
+        official = self.convention.official_bounds
+        box = conv.official_pixel_box if official else conv.cylinder_pixel_box
         b, h, w = joints.shape[0], intrinsics.height, intrinsics.width
         pix, img = [], []
         for i in range(b):
-            r0, r1, c0, c1 = conv.cylinder_pixel_box(cyl, i, intrinsics, self.units_per_metre)
+            r0, r1, c0, c1 = box(cyl, i, intrinsics, self.units_per_metre)
             if r1 <= r0 or c1 <= c0:
                 continue
             rows = torch.arange(r0, r1, device=dev)[:, None].expand(-1, c1 - c0).flatten()
@@ -135,9 +148,14 @@ class ANeRFRenderer(pg.Renderer):
         pix_t = torch.cat(pix) if pix else torch.zeros(0, dtype=torch.long, device=dev)
         img_t = torch.cat(img) if img else torch.zeros(0, dtype=torch.long, device=dev)
         local = pix_t % (h * w)
-        dirs = conv.pixel_directions(local // w, local % w, intrinsics).to(dev, dtype)
-        near, far, hit = conv.ray_cylinder_bounds(dirs, *(cyl[k][img_t] for k in ("centre", "axis", "radius", "top",
-                                                                                   "bottom")))
+        dirs = conv.pixel_directions(local // w, local % w, intrinsics, self.convention.pixel_offset).to(dev, dtype)
+        if official:
+            near, far, hit = conv.infinite_cylinder_bounds(dirs, cyl["centre"][img_t], cyl["axis"][img_t],
+                                                           cyl["radius"][img_t])
+            near, far, hit = conv.fill_missed_bounds(near, far, hit, img_t, b)
+        else:
+            near, far, hit = conv.ray_cylinder_bounds(dirs, *(cyl[k][img_t] for k in ("centre", "axis", "radius",
+                                                                                       "top", "bottom")))
         keep = hit.nonzero().squeeze(-1)
         frame = self._frames(subject, b, dev)
         rays = RayBatch(dirs[keep], near[keep], far[keep], img_t[keep], rot_t, offset, frame)
@@ -165,11 +183,14 @@ class ANeRFRenderer(pg.Renderer):
         intrinsics: pg.Intrinsics,
         subject: int | str | torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        up: torch.Tensor | None = None,
     ) -> pg.RenderOutput:
+        """The renderer contract; ``up`` (optional, (3,) or (B, 3)) is the world vertical in the camera frame, the
+        axis of the official bounding cylinder (default: the root's +y axis, posegen's upright body frame)."""
         target = intrinsics
         if self.resolution_scale < 1.0:
             intrinsics = intrinsics.scaled(self.resolution_scale)
-        images, alpha = self.render_full(joints, rotations, intrinsics, subject)
+        images, alpha = self.render_full(joints, rotations, intrinsics, subject, up=up)
         if intrinsics is not target:
             size = (target.height, target.width)
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
@@ -180,10 +201,10 @@ class ANeRFRenderer(pg.Renderer):
 
     def render_full(
         self, joints: torch.Tensor, rotations: torch.Tensor, intrinsics: pg.Intrinsics,
-        subject: int | str | torch.Tensor | None = None,
+        subject: int | str | torch.Tensor | None = None, up: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 3, H, W) composited on the background and alpha (B, 1, H, W), at exactly ``intrinsics``."""
-        rays, pix = self.skeleton_rays(joints, rotations, intrinsics, subject)
+        rays, pix = self.skeleton_rays(joints, rotations, intrinsics, subject, up=up)
         b, h, w = joints.shape[0], intrinsics.height, intrinsics.width
         dev, dtype = self.rest_pose.device, self.rest_pose.dtype
         amp = self._use_amp(dev)
@@ -207,4 +228,4 @@ class ANeRFRenderer(pg.Renderer):
         from .checkpoint import save_checkpoint
 
         save_checkpoint(self.caster, path, rest_pose=self.rest_pose, units_per_metre=self.units_per_metre,
-                        background=self.background, **extra)
+                        background=self.background, convention=self.convention.name, **extra)
