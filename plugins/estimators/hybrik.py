@@ -58,16 +58,50 @@ def soft_argmax_3d(logits: torch.Tensor, num_joints: int = NUM_JOINTS) -> tuple[
     """Integral regression: heatmap logits (B, J*D, H, W) -> (u, v, d) (B, J, 3) in [-0.5, 0.5) and the heatmap
     maxima (B, J). Softmax over each joint's whole D x H x W volume, then the expectation of each axis index."""
     b, c, h, w = logits.shape
-    d = c // num_joints
-    hm = logits.reshape(b, num_joints, d * h * w).softmax(-1)
-    maxvals = hm.max(-1).values
-    hm = hm.reshape(b, num_joints, d, h, w)
+    hm = logits.reshape(b, num_joints, -1).softmax(-1)
+    return heatmap_coordinates(hm.reshape(b, num_joints, c // num_joints, h, w))
+
+
+def heatmap_coordinates(hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised 3D heatmaps (B, J, D, H, W) -> expected (u, v, d) (B, J, 3) in [-0.5, 0.5) and maxima (B, J)."""
+    b, j, d, h, w = hm.shape
+    maxvals = hm.reshape(b, j, -1).max(-1).values
     coord = []
     for dims, n in (((2, 3), w), ((2, 4), h), ((3, 4), d)):  # x: sum over (D, H); y: over (D, W); z: over (H, W)
         marginal = hm.sum(dims)
         idx = torch.arange(n, dtype=hm.dtype, device=hm.device)
         coord.append((marginal * idx).sum(-1) / n - 0.5)
     return torch.stack(coord, -1), maxvals
+
+
+#: Left/right joint pairs of the 29-joint set (HybrIK ``joint_pairs_29``); the first nine are the SMPL-24 pairs.
+FLIP_PAIRS_29 = ((1, 2), (4, 5), (7, 8), (10, 11), (13, 14), (16, 17), (18, 19), (20, 21), (22, 23), (25, 26),
+                 (27, 28))
+
+
+def _swap_pairs(n: int, pairs: tuple[tuple[int, int], ...], shift: int = 0) -> list[int]:
+    perm = list(range(n))
+    for a, b in pairs:
+        perm[a - shift], perm[b - shift] = b - shift, a - shift
+    return perm
+
+
+def flip_heatmap_logits(logits: torch.Tensor) -> torch.Tensor:
+    """HybrIK's ``flip_heatmap`` for the mirrored input's logits (B, J, D, H, W): mirror the x axis, swap left/right
+    joints and shift x by one bin (``h[..., 1:] = h[..., :-1]``; the first bin keeps its value), so that the
+    mirrored expectation of x is exactly -u."""
+    hm = logits.flip(4)[:, _swap_pairs(logits.shape[1], FLIP_PAIRS_29)]
+    return torch.cat([hm[..., :1], hm[..., :-1]], -1)
+
+
+def flip_phi(phi: torch.Tensor) -> torch.Tensor:
+    """HybrIK's ``flip_phi``: negate sin(phi) and swap the left/right joints (phi of joint j is row j - 1)."""
+    phi = torch.stack([phi[..., 0], -phi[..., 1]], -1)
+    return phi[:, _swap_pairs(phi.shape[1], FLIP_PAIRS_29[:9], shift=1)]
+
+
+def flip_sigma(sigma: torch.Tensor) -> torch.Tensor:
+    return sigma[:, _swap_pairs(sigma.shape[1], FLIP_PAIRS_29)]
 
 
 def load_mean_shape(path: str | Path) -> torch.Tensor:
@@ -100,7 +134,8 @@ class HybrIK(OfficialEstimator):
         smpl_model: str | Path | None = None,
         mean_shape: str | Path | None = None,
         input_size: int = INPUT_SIZE,
-        refine_scale: bool = True,
+        refine_scale: bool | None = None,
+        flip_test: bool = False,
         freeze_bn: bool = False,
         scale_align: bool = False,
         crop_scale: float = 1.0,
@@ -115,7 +150,9 @@ class HybrIK(OfficialEstimator):
             raise ConfigError(f"HybrIK input_size must be a multiple of 32 (256 is the official size); got {input_size}.")
         self.backbone = backbone
         self.input_size = int(input_size)
-        self.refine_scale = bool(refine_scale)
+        # The official eval-time scale refinement (update_scale) exists only in the HRNet model.
+        self.refine_scale = (backbone == "hrnet48") if refine_scale is None else bool(refine_scale)
+        self.flip_test = bool(flip_test)
         self.has_sigma = True
         init_shape = torch.zeros(10) if mean_shape is None else load_mean_shape(mean_shape)
         self.register_buffer("init_shape", init_shape)
@@ -173,7 +210,7 @@ class HybrIK(OfficialEstimator):
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "backbone": self.backbone, "input_size": self.input_size,
-                "refine_scale": self.refine_scale}
+                "refine_scale": self.refine_scale, "flip_test": self.flip_test}
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def filter_official_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -221,64 +258,128 @@ class HybrIK(OfficialEstimator):
         return hybrik_ik.skeleton_rest_joints29(betas.dtype, betas.device).expand(betas.shape[0], -1, -1)
 
     @staticmethod
-    def back_project(uvd: torch.Tensor, scale: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
-        """(u, v, d) normalised -> root-relative camera-frame joints (B, J, 3) in metres (HybrIK's camera model:
-        root depth f / (256 s), joint depth root + d * 2.2 m, x/y by perspective back-projection)."""
+    def back_project(uvd: torch.Tensor, scale: torch.Tensor, trans: torch.Tensor | None = None,
+                     bbox_center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """HybrIK's back-projection: (u, v, d) normalised -> (root-relative camera-frame joints (B, J, 3) in metres,
+        camera-frame root (B, 3)). Root depth D = f / (256 s); x, y = (u, v) 256 / f (2.2 d + D), where (u, v) are
+        shifted by the box centre's offset from the image centre when a box is given, and the ResNet-34 camera's
+        translation t is subtracted after scaling otherwise (``uv * 256 / f * z - t``, as the official model)."""
+        # The operations follow the official order (units of 2.2 m, then metres) so that float32 results agree.
         cam_depth = FOCAL_LENGTH / (INPUT_SIZE * scale + 1e-9)  # (B, 1)
-        z = uvd[..., 2] * DEPTH_FACTOR + cam_depth
-        xy = (uvd[..., :2] - trans[:, None]) * (INPUT_SIZE / FOCAL_LENGTH) * z[..., None]
-        xyz = torch.cat([xy, uvd[..., 2:] * DEPTH_FACTOR], -1)
-        return xyz - xyz[:, :1]
+        d = uvd[..., 2:]
+        uv = uvd[..., :2] if bbox_center is None else uvd[..., :2] + bbox_center[:, None]
+        xy = (uv * INPUT_SIZE / FOCAL_LENGTH) * (d * DEPTH_FACTOR + cam_depth[:, None])
+        if bbox_center is None and trans is not None:
+            xy = xy - trans[:, None]
+        xyz = torch.cat([xy / DEPTH_FACTOR, d], -1)  # units of 2.2 m
+        root = xyz[:, 0] * DEPTH_FACTOR
+        root = root + torch.cat([torch.zeros_like(root[:, :2]), cam_depth], -1)
+        return (xyz - xyz[:, :1]) * DEPTH_FACTOR, root
+
+    @staticmethod
+    def box_center(bboxes: torch.Tensor, img_center: torch.Tensor) -> torch.Tensor:
+        """Offset (B, 2) of the crop box's centre from the image centre in box widths/heights (HybrIK's
+        ``bbox_center``); ``bboxes`` (B, 4) xyxy in original-image pixels, ``img_center`` (B, 2)."""
+        centre = 0.5 * (bboxes[:, :2] + bboxes[:, 2:])
+        return (centre - img_center) / (bboxes[:, 2:] - bboxes[:, :2])
 
     def refined_scale(self, uvd: torch.Tensor, phi: torch.Tensor, rest: torch.Tensor, scale: torch.Tensor,
-                      trans: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """HybrIK's eval-time ``update_scale``: pose the skeleton by naive IK, then the root depth D (hence s) that
-        best explains the 24 predicted (u, v) by perspective, a weighted least-squares fit with weights
-        (1 - 10 sigma)+. With a_i the normalised image coordinates and X_i the posed root-relative joints,
-        (a_i - a_0) D = X_i,xy - a_i X_i,z."""
-        xyz = self.back_project(uvd, scale, trans)
+                      sigma: torch.Tensor, bbox_center: torch.Tensor | None = None) -> torch.Tensor:
+        """HybrIK-HRNet's eval-time ``update_scale``: pose the shaped skeleton by the naive IK, place it at the
+        back-projected root, then the root depth D that best explains the 24 predicted (u, v) by perspective, a
+        least-squares fit with per-joint weights (1 - 10 sigma)+ on both sides: with a = (u, v) 256 / f,
+        a D = X_xy - a Z. s = f / (256 D). As the official code (a try/except around a matrix inverse), the whole
+        batch keeps its predicted scale when the fit is singular for any sample (e.g. every weight zero)."""
+        xyz, root = self.back_project(uvd, scale, None, bbox_center)
         ik = hybrik_ik.inverse_kinematics(xyz, phi, rest, naive=True)
         posed, _ = hybrik_ik.forward_kinematics29(ik.rotations, rest)
         posed = (posed - posed[:, :1])[:, : skeleton.NUM_JOINTS]
-        a = (uvd[:, : skeleton.NUM_JOINTS, :2] - trans[:, None]) * (INPUT_SIZE / FOCAL_LENGTH)
-        lhs = a - a[:, :1]
-        rhs = posed[..., :2] - a * posed[..., 2:]
-        w = (1.0 - 10.0 * sigma[:, : skeleton.NUM_JOINTS]).clamp_min(0.0) if self.has_sigma else torch.ones_like(a[..., 0])
-        num = (w[..., None] * lhs * rhs).sum((1, 2))
-        den = (w[..., None] * lhs * lhs).sum((1, 2))
-        depth = num / den.clamp_min(1e-12)
-        ok = (den > 1e-10) & (depth > 1e-3)
-        new_scale = FOCAL_LENGTH / (INPUT_SIZE * depth.clamp_min(1e-3))
-        return torch.where(ok[:, None], new_scale[:, None], scale)
+        root = root - torch.cat([torch.zeros_like(root[:, :2]), FOCAL_LENGTH / (INPUT_SIZE * scale + 1e-9)], -1)
+        posed = posed + root[:, None]  # the official camera_root without the root depth
+        uv = uvd[:, : skeleton.NUM_JOINTS, :2]
+        if bbox_center is not None:
+            uv = uv + bbox_center[:, None]
+        w = ((1.0 - 10.0 * sigma[:, : skeleton.NUM_JOINTS]).clamp_min(0.0) if self.has_sigma
+             else torch.ones_like(uv[..., 0]))
+        a = uv * w[..., None]
+        rhs = (posed[..., :2] - (INPUT_SIZE / FOCAL_LENGTH) * uv * posed[..., 2:]) * w[..., None]
+        den = (a * a).sum((1, 2))
+        if bool((den == 0).any()) or not bool(torch.isfinite(den).all()):
+            return scale
+        res = (a * rhs).sum((1, 2)) / den
+        return (1.0 / res)[:, None]
 
-    def forward(self, images: torch.Tensor) -> pg.EstimatorOutput:
-        validation.check_images(images.detach())  # (B, 3, H, W) in [0, 1]; detached: the check reads values
-        b = images.shape[0]
-        logits, xc = self.heads(self.preprocess(images))
-        uvd, maxvals = soft_argmax_3d(logits)
+    def network(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The heads on a normalised input (B, 3, S, S): uvd, maxvals, betas, phi, camera, sigma; with
+        ``flip_test`` averaged with the mirrored input's as HybrIK does (heatmaps after softmax, phi, shape, sigma;
+        camera arithmetic mean with tx negated for ResNet-34, harmonic mean of the scale for HRNet)."""
+        b = x.shape[0]
+        logits, xc = self.heads(x)
+        hm = logits.reshape(b, NUM_JOINTS, -1).softmax(-1)
+        if self.backbone == "resnet34" and not self.flip_test:
+            # The official ResNet-34 model renormalises the softmax (its float32 sum over 64^3 bins is off by ~1e-5,
+            # which moves u, v, d by as much); HRNet does not.
+            hm = hm / hm.sum(-1, keepdim=True)
         betas = self.init_shape.to(xc.dtype) + self.decshape(xc)
         phi = self.decphi(xc).view(b, skeleton.NUM_BODY_JOINTS, 2)
         cam = self.deccam(xc) + self.init_cam.to(xc.dtype)
         sigma = self.decsigma(xc).sigmoid()
+        if self.flip_test:
+            f_logits, f_xc = self.heads(x.flip(3))
+            f_hm = flip_heatmap_logits(f_logits.reshape(b, NUM_JOINTS, DEPTH_DIM, *f_logits.shape[2:]))
+            hm = 0.5 * (hm + f_hm.reshape(b, NUM_JOINTS, -1).softmax(-1))
+            betas = 0.5 * (betas + self.init_shape.to(xc.dtype) + self.decshape(f_xc))
+            phi = 0.5 * (phi + flip_phi(self.decphi(f_xc).view(b, skeleton.NUM_BODY_JOINTS, 2)))
+            f_cam = self.deccam(f_xc) + self.init_cam.to(xc.dtype)
+            if cam.shape[1] == 3:
+                cam = 0.5 * (cam + f_cam * torch.tensor([1.0, -1.0, 1.0], dtype=cam.dtype, device=cam.device))
+            else:
+                cam = 2.0 / (1.0 / f_cam + 1.0 / cam)
+            sigma = 0.5 * (sigma + flip_sigma(self.decsigma(f_xc).sigmoid()))
+        uvd, maxvals = heatmap_coordinates(hm.reshape(b, NUM_JOINTS, DEPTH_DIM, *logits.shape[2:]))
+        return {"uvd": uvd, "maxvals": maxvals, "betas": betas, "phi": phi, "camera": cam, "sigma": sigma}
+
+    def forward(self, images: torch.Tensor, bboxes: torch.Tensor | None = None,
+                img_center: torch.Tensor | None = None) -> pg.EstimatorOutput:
+        """The contract: images (B, 3, H, W) in [0, 1] -> root-relative camera-frame joints etc. ``bboxes`` (B, 4)
+        xyxy and ``img_center`` (B, 2), both in original-image pixels, select HybrIK's box back-projection (for
+        images cropped around a person box); without them, the whole-image crop's."""
+        validation.check_images(images.detach())  # (B, 3, H, W) in [0, 1]; detached: the check reads values
+        return self.predict(self.preprocess(images), bboxes, img_center)
+
+    def predict(self, x: torch.Tensor, bboxes: torch.Tensor | None = None,
+                img_center: torch.Tensor | None = None) -> pg.EstimatorOutput:
+        """The official model on an already cropped and normalised input (B, 3, S, S), as HybrIK's
+        ``model(x, flip_test, bboxes=..., img_center=...)``."""
+        if (bboxes is None) != (img_center is None):
+            raise ConfigError("pass both bboxes (B, 4) xyxy and img_center (B, 2) for HybrIK's box back-projection, "
+                              "or neither.")
+        bbox_center = None
+        if bboxes is not None:
+            validation.check_tensor(bboxes, "bboxes", (x.shape[0], 4), hint="One xyxy box per image, in pixels.")
+            validation.check_tensor(img_center, "img_center", (x.shape[0], 2), hint="(W / 2, H / 2) per image.")
+            bbox_center = self.box_center(bboxes.to(x), img_center.to(x))
+        out = self.network(x)
+        uvd, phi, betas, cam, sigma = out["uvd"], out["phi"], out["betas"], out["camera"], out["sigma"]
         scale = cam[:, :1]
-        trans = cam[:, 1:3] if cam.shape[1] == 3 else torch.zeros_like(cam[:, :1]).expand(-1, 2)
+        trans = cam[:, 1:3] if cam.shape[1] == 3 else None
         rest = self.rest_skeleton(betas)
         if self.refine_scale and not self.training:
-            scale = self.refined_scale(uvd, phi, rest, scale, trans, sigma)
-        xyz = self.back_project(uvd, scale, trans)
+            scale = self.refined_scale(uvd, phi, rest, scale, sigma, bbox_center)
+        xyz, cam_root = self.back_project(uvd, scale, trans, bbox_center)
         # As HybrIK: in training the IK sees detached joints (rotations learn through phi and betas only; the
         # heatmap joints are supervised directly, see joint_loss); evaluation uses the accumulating IK.
         ik = hybrik_ik.inverse_kinematics(xyz.detach() if self.training else xyz, phi, rest, naive=self.training)
         body = self.body_on(ik.rotations).forward_rotmats(ik.rotations, betas)
         extras: dict[str, torch.Tensor] = {
-            "uvd": uvd, "phi": phi, "sigma": sigma, "maxvals": maxvals, "cam_scale": scale,
-            "cam_depth": FOCAL_LENGTH / (INPUT_SIZE * scale + 1e-9), "heatmap_joints": xyz[:, : skeleton.NUM_JOINTS],
-            "global_rotations": body.rotations,
+            "uvd": uvd, "phi": phi, "sigma": sigma, "maxvals": out["maxvals"], "cam_scale": scale,
+            "cam_depth": FOCAL_LENGTH / (INPUT_SIZE * scale + 1e-9), "cam_root": cam_root,
+            "heatmap_joints": xyz[:, : skeleton.NUM_JOINTS], "global_rotations": body.rotations,
         }
         if body.vertices is not None:
             extras["vertices"] = body.vertices
         return pg.EstimatorOutput(
-            joints=body.joints.to(images.dtype), rotations=ik.rotations, betas=betas, camera=cam, native_joints=xyz,
+            joints=body.joints.to(x.dtype), rotations=ik.rotations, betas=betas, camera=cam, native_joints=xyz,
             extras=extras,
         )
 

@@ -7,7 +7,8 @@ the rest bone. With the true joints and twists the original rotations come back 
 The 29 joints are the 24 SMPL joints plus 5 leaves (head top, middle fingertips, big toes: SMPL vertices
 ``LEAF_VERTICES``), so that the head, hands and feet have a bone to swing. Joint ``i`` swings towards its chosen
 child ``SWING_CHILD[i]`` (its first child, except pelvis -> spine1 and spine3 -> neck, as HybrIK); the pelvis uses a
-Kabsch fit over its three children. Positions are root-relative metres in any right-handed frame (the rest skeleton
+Kabsch fit over its three children (evaluation) or HybrIK's analytic ``batch_get_pelvis_orient`` (training, "naive":
+swing the spine onto the predicted spine, then turn about it to match the hips' mean). Positions are root-relative metres in any right-handed frame (the rest skeleton
 is SMPL's body frame; the recovered root rotation maps it into the frame of the targets, e.g. the camera).
 """
 
@@ -112,6 +113,21 @@ def kabsch_rotation(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return v @ fix @ u.transpose(1, 2)
 
 
+def pelvis_orientation_naive(rest_rel: torch.Tensor, target_rel: torch.Tensor) -> torch.Tensor:
+    """HybrIK's training-path root (official ``batch_get_pelvis_orient``): swing the rest spine1 vector onto the
+    predicted one, then rotate about the predicted spine so that the mean of the two hip vectors, projected
+    perpendicular to the spine, matches. ``rest_rel``/``target_rel`` (B, 3, 3): the vectors pelvis -> (spine1,
+    left hip, right hip)."""
+    spine_rest, spine_final = rest_rel[:, 0], target_rel[:, 0]
+    spine_dir = spine_final / (spine_final.norm(dim=-1, keepdim=True) + 1e-8)
+    rot_spine = swing_rotation(spine_rest, spine_final)
+    centre_rest = (rot_spine @ rest_rel[:, 1:].mean(1)[..., None])[..., 0]
+    centre_final = target_rel[:, 1:].mean(1)
+    centre_rest = centre_rest - (centre_rest * spine_dir).sum(-1, keepdim=True) * spine_dir
+    centre_final = centre_final - (centre_final * spine_dir).sum(-1, keepdim=True) * spine_dir
+    return swing_rotation(centre_rest, centre_final) @ rot_spine
+
+
 # --------------------------------------------------------------------------------------------------- FK and IK
 def forward_kinematics29(rotations: torch.Tensor, rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pose the 29-joint skeleton: local rotations (B, 24, 3, 3), rest (29, 3) or (B, 29, 3) -> joints (B, 29, 3)
@@ -162,8 +178,10 @@ def inverse_kinematics(
     if rest.dim() == 2:
         rest = rest.expand(b, -1, -1)
     rest = rest.to(joints.dtype)
-    pelvis_children = [1, 2, 3]
-    root = kabsch_rotation(rest[:, pelvis_children] - rest[:, :1], joints[:, pelvis_children] - joints[:, :1])
+    if naive:
+        root = pelvis_orientation_naive(rest[:, [3, 1, 2]] - rest[:, :1], joints[:, [3, 1, 2]] - joints[:, :1])
+    else:
+        root = kabsch_rotation(rest[:, [1, 2, 3]] - rest[:, :1], joints[:, [1, 2, 3]] - joints[:, :1])
     local: list[torch.Tensor] = [root]
     glob: list[torch.Tensor] = [root]
     pos: list[torch.Tensor] = [joints[:, 0]]
