@@ -169,11 +169,15 @@ class SPIN(OfficialEstimator):
 
     def forward(self, images: torch.Tensor) -> pg.EstimatorOutput:
         validation.check_images(images.detach())  # (B, 3, H, W) in [0, 1]; detached: the check reads values
-        pose6d, betas, cam = self.regress(self.features(self.preprocess(images)))
-        b = images.shape[0]
+        return self.predict(self.preprocess(images))
+
+    def predict(self, x: torch.Tensor) -> pg.EstimatorOutput:
+        """The official HMR on an already cropped and normalised input (B, 3, 224, 224), as SPIN's ``model(x)``."""
+        pose6d, betas, cam = self.regress(self.features(x))
+        b = x.shape[0]
         rotmats = rotations.rot6d_to_matrix(pose6d.view(b, skeleton.NUM_JOINTS, 6))
         body = self.body_on(rotmats).forward_rotmats(rotmats, betas)
-        joints = body.joints.to(images.dtype)
+        joints = body.joints.to(x.dtype)
         s, tx, ty = cam.unbind(-1)
         cam_t = torch.stack([tx, ty, 2.0 * FOCAL_LENGTH / (IMG_RES * s + 1e-9)], -1)
         extras: dict[str, torch.Tensor] = {"pose_6d": pose6d, "cam_t": cam_t, "global_rotations": body.rotations}

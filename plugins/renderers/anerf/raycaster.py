@@ -22,7 +22,7 @@ from torch import nn
 from .config import ANeRFConfig
 from .encoding import DirectionEncoder, PointEncoder
 from .network import ANeRFNetwork
-from .sampling import coarse_depths, importance_depths
+from .sampling import coarse_depths, fine_pdf, importance_depths
 from .volume import activate, composite, sample_spacing
 
 
@@ -154,12 +154,7 @@ class RayCaster(nn.Module):
         if c.n_importance == 0:
             return {"rgb": colour, "acc": acc}
         mids = 0.5 * (z[:, 1:] + z[:, :-1])
-        if self.network_fine is None:
-            # one network (official ``is_only``): a widened pdf, 0.5 (max(w_l, w_k) + max(w_k, w_u)) + 0.01
-            pdf = 0.5 * (torch.maximum(weights[:, :-2], weights[:, 1:-1])
-                         + torch.maximum(weights[:, 1:-1], weights[:, 2:])) + 0.01
-        else:
-            pdf = weights[:, 1:-1]
+        pdf = fine_pdf(weights, single_net=self.network_fine is None)
         z_new = importance_depths(mids, pdf, c.n_importance, deterministic=not perturb, generator=generator)
         if detach_samples:
             z_new = z_new.detach()

@@ -21,6 +21,17 @@ def coarse_depths(
     return z
 
 
+def fine_pdf(weights: torch.Tensor, single_net: bool) -> torch.Tensor:
+    """The (unnormalised) pdf of the fine samples over the coarse bins from the coarse weights (R, S) -> (R, S - 2),
+    as the official ``isample_from_lineseg``: the interior weights for two networks; for one network
+    (``is_only``) a widened, floored pdf 0.5 (max(w_{k-1}, w_k) + max(w_k, w_{k+1})) + 0.01, which also samples
+    around the surface and in empty space (the single network re-uses its coarse outputs there)."""
+    if not single_net:
+        return weights[:, 1:-1]
+    w_k = weights[:, 1:-1]
+    return 0.5 * (torch.maximum(weights[:, :-2], w_k) + torch.maximum(w_k, weights[:, 2:])) + 0.01
+
+
 def importance_depths(
     bins: torch.Tensor, weights: torch.Tensor, n: int, deterministic: bool = True,
     generator: torch.Generator | None = None,
