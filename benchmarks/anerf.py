@@ -8,6 +8,10 @@ Measures, on the same rays of a posed skeleton (inside its bounding cylinder):
   * ``early_stop_skip_far``: also skipping samples whose every cutoff weight is below 1e-4 (exact only where the model
     is empty far from the skeleton, as trained A-NeRFs are; a random network is not, so its difference is large),
     with the fraction of coarse samples that lie that far and the max difference to ``exact``.
+  * ``matmul_gflops``: this machine's fp32 matrix-multiply throughput at the MLP's shapes (every linear layer of the
+    network as one ``addmm`` on a chunk's samples, timed alone), and ``exact_fraction_of_matmul_peak``: the MLP FLOPs
+    the exact path executes per second (``mlp_mflop_per_ray`` x rays/s) over that throughput. The MLP is most of the
+    work, so this fraction is the honest ceiling on a CPU (target: at least 0.6).
 The network has random weights with the density bias set to 0.5 (``--checkpoint`` loads a real one): the cost of
 exact rendering does not depend on the weights, but the fast modes' savings and errors do (trained A-NeRFs are
 empty far from the skeleton and opaque on the body; random ones are neither).
@@ -65,6 +69,56 @@ def reference_render(caster: RayCaster, rays: RayBatch) -> tuple[torch.Tensor, t
     return colour, acc
 
 
+def mlp_layer_shapes(net) -> list[tuple[int, int]]:
+    """(in, out) of every matmul the exact path runs per sample: the trunk (the skip layer as its two halves, as
+    posegen computes it), density, feature, the colour layer's feature part (the direction part is per ray) and rgb."""
+    c = net.config
+    shapes = [(c.pts_dim, c.width)]
+    for i in range(1, c.depth):
+        shapes.append((c.width, c.width))
+        if i == c.skip + 1:
+            shapes.append((c.pts_dim, c.width))
+    shapes += [(c.width, 1), (c.width, c.width), (c.width, c.view_width), (c.view_width, 3)]
+    if c.n_framecodes:
+        shapes.append((c.framecode_dim, c.view_width))
+    return shapes
+
+
+def mlp_flop_per_ray(caster: RayCaster) -> float:
+    """MLP FLOPs (multiply-add = 2) per ray of the exact path: coarse samples through the coarse network, the merged
+    samples through the fine one (a single network evaluates only its new samples), plus the per-ray direction
+    projection of each network."""
+    c = caster.config
+    per_sample = sum(2 * i * o for i, o in mlp_layer_shapes(caster.network_fn))
+    fine_samples = c.n_importance if caster.network_fine is None else c.n_samples + c.n_importance
+    nets = 1 if caster.network_fine is None else 2
+    return per_sample * (c.n_samples + fine_samples) + nets * 2 * c.view_dim * c.view_width
+
+
+def matmul_gflops(caster: RayCaster, rows: int, repeats: int, device: str) -> float:
+    """fp32 GFLOP/s of ``addmm`` at the MLP's layer shapes on ``rows`` samples (the renderer's matmul sizes)."""
+    g = torch.Generator().manual_seed(0)
+    layers = [(torch.randn(rows, i, generator=g).to(device), torch.randn(o, i, generator=g).to(device),
+               torch.randn(o, generator=g).to(device)) for i, o in mlp_layer_shapes(caster.network_fn)]
+    flop = sum(2 * rows * w.shape[0] * w.shape[1] for _, w, _ in layers)
+
+    def run():
+        for x, w, b in layers:
+            torch.addmm(b, x, w.t())
+
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        run()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return flop / best / 1e9
+
+
 def timed(fn, repeats: int, cpu_clock: bool) -> tuple[float, object]:
     """Seconds per call: wall-clock, or on CPU process time / threads (robust when other jobs share the cores)."""
     out = fn()  # warm-up
@@ -83,7 +137,7 @@ def timed(fn, repeats: int, cpu_clock: bool) -> tuple[float, object]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rays", type=int, default=512)
-    ap.add_argument("--chunk", type=int, default=1024)
+    ap.add_argument("--chunk", type=int, default=None, help="rays per batch (default: the renderer's, 64 on CPU)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -107,6 +161,7 @@ def main() -> None:
     pick = torch.randperm(rays.dirs.shape[0], generator=g)[: args.rays].to(rays.dirs.device)
     rays = RayBatch(rays.dirs[pick], rays.near[pick], rays.far[pick], rays.image[pick], rays.rot_t, rays.offset,
                     rays.frame)
+    args.chunk = args.chunk or renderer.rays_per_chunk(rays.dirs.device)
     n = rays.dirs.shape[0]
     caster = renderer.caster
     amp = args.device.startswith("cuda")
@@ -121,7 +176,7 @@ def main() -> None:
     result: dict[str, object] = {"benchmark": "anerf",
                                  "network": f"{cfg.depth}x{cfg.width}, coarse {cfg.n_samples} + fine "
                                             f"{cfg.n_importance}{' (one shared net)' if cfg.single_net else ''}",
-                                 "rays": n, "threads": args.threads, "device": args.device,
+                                 "rays": n, "chunk": args.chunk, "threads": args.threads, "device": args.device,
                                  "machine": platform.processor() or platform.machine(),
                                  "weights": args.checkpoint or "random (seed 0, density bias 0.5)",
                                  "clock": args.clock}
@@ -140,6 +195,13 @@ def main() -> None:
             result[f"{name}_rays_per_s"] = round(n / t_fast, 1)
             result[f"{name}_vs_exact_max_abs_diff"] = float(max((rgb - rgb_f).abs().max(),
                                                                 (acc - acc_f).abs().max()))
+        flop = mlp_flop_per_ray(caster)
+        # the best of several batch sizes (the renderer's CPU and GPU chunks): the machine's throughput, not ours
+        peak = max(matmul_gflops(caster, rays * caster.config.n_samples, 5, args.device) for rays in (64, 256, 1024))
+        result["mlp_mflop_per_ray"] = round(flop / 1e6, 1)
+        result["matmul_gflops"] = round(peak, 1)
+        result["exact_mlp_gflops"] = round(result["exact_rays_per_s"] * flop / 1e9, 1)
+        result["exact_fraction_of_matmul_peak"] = round(result["exact_mlp_gflops"] / peak, 3)
         far = caster.embed.negligible_beyond(1e-4)
         z = coarse_depths(rays.near, rays.far, caster.config.n_samples)
         local = z[..., None, None] * (rays.rot_t[rays.image] @ rays.dirs[:, None, :, None]).squeeze(-1)[:, None] \
@@ -152,6 +214,8 @@ def main() -> None:
             result["amp_vs_fp32_max_abs_diff"] = float((rgb - rgb_a).abs().max())
     if not args.skip_reference:
         print(f"reference (plain port): {result['reference_rays_per_s']} rays/s")
+    print(f"matmul at the MLP's shapes: {result['matmul_gflops']} GFLOP/s; exact path: "
+          f"{result['exact_mlp_gflops']} GFLOP/s = {result['exact_fraction_of_matmul_peak']:.0%} of it")
     print(f"exact: {result['exact_rays_per_s']} rays/s   early stop: {result['early_stop_rays_per_s']} rays/s   "
           f"early stop + skip far: {result['early_stop_skip_far_rays_per_s']} rays/s")
     print(json.dumps(result))
