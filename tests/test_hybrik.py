@@ -348,3 +348,55 @@ def test_ik_is_differentiable_in_joints_and_twists():
         lambda j, p: ik.inverse_kinematics(j, p, rest, fallback_distance=1.0).rotations, (joints, phis), atol=1e-6,
         fast_mode=True,
     )
+
+
+# --------------------------------------------------------------------------------------------------- flip test
+PAIRS_29 = ((1, 2), (4, 5), (7, 8), (10, 11), (13, 14), (16, 17), (18, 19), (20, 21), (22, 23), (25, 26), (27, 28))
+
+
+def test_flip_test_averages_the_mirrored_prediction_as_hybrik_does():
+    """flip_test=True, computed by hand from the two forward passes (HybrIK's flip_heatmap / flip_phi / flip_sigma
+    and the camera rule of each backbone), independently of the plugin's helpers."""
+    est = HybrIK(warn=False, input_size=64, flip_test=True).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        got = est.network(x)
+        logits, xc = est.heads(x)
+        f_logits, f_xc = est.heads(x.flip(3))
+    b, hw = 2, logits.shape[-1]
+    f = f_logits.reshape(b, 29, 64, hw, hw).flip(4).clone()
+    for a, c in PAIRS_29:
+        f[:, [a, c]] = f[:, [c, a]].clone()
+    shifted = f.clone()
+    shifted[..., 1:] = f[..., :-1]
+    hm = 0.5 * (logits.reshape(b, 29, -1).softmax(-1) + shifted.reshape(b, 29, -1).softmax(-1))
+    hm = hm.reshape(b, 29, 64, hw, hw)
+    ar = torch.arange(hw, dtype=torch.float32)
+    u = (hm.sum((2, 3)) * ar).sum(-1) / hw - 0.5
+    torch.testing.assert_close(got["uvd"][..., 0], u)
+    phi, f_phi = est.decphi(xc).view(b, 23, 2), est.decphi(f_xc).view(b, 23, 2).clone()
+    f_phi[..., 1] = -f_phi[..., 1]
+    for a, c in PAIRS_29[:9]:
+        f_phi[:, [a - 1, c - 1]] = f_phi[:, [c - 1, a - 1]].clone()
+    torch.testing.assert_close(got["phi"], 0.5 * (phi + f_phi))
+    cam, f_cam = est.deccam(xc) + est.init_cam, est.deccam(f_xc) + est.init_cam
+    f_cam[:, 1] = -f_cam[:, 1]  # ResNet-34: tx mirrored, arithmetic mean
+    torch.testing.assert_close(got["camera"], 0.5 * (cam + f_cam))
+    sig, f_sig = est.decsigma(xc).sigmoid(), est.decsigma(f_xc).sigmoid().clone()
+    for a, c in PAIRS_29:
+        f_sig[:, [a, c]] = f_sig[:, [c, a]].clone()
+    torch.testing.assert_close(got["sigma"], 0.5 * (sig + f_sig))
+    # Mirroring the input mirrors the flip-tested u about -1/(2 W) (bin k sits at k / W - 0.5, its mirror at
+    # (W - 1 - k) / W - 0.5), up to the one-bin edge of the shift: a symmetric estimate.
+    with torch.no_grad():
+        mirrored = est.network(x.flip(3))["uvd"]
+    swap = list(range(29))
+    for a, c in PAIRS_29:
+        swap[a], swap[c] = c, a
+    assert (mirrored[:, swap, 0] + got["uvd"][..., 0] + 1.0 / hw).abs().max() < 0.01
+
+
+def test_flip_test_is_an_option_saved_with_the_estimator(tmp_path):
+    est = HybrIK(warn=False, input_size=64, flip_test=True)
+    assert est.options()["flip_test"] is True
+    assert HybrIK(warn=False, input_size=64).flip_test is False  # off by default (it doubles the cost)
