@@ -95,8 +95,9 @@ def mlp_flop_per_ray(caster: RayCaster) -> float:
     return per_sample * (c.n_samples + fine_samples) + nets * 2 * c.view_dim * c.view_width
 
 
-def matmul_gflops(caster: RayCaster, rows: int, repeats: int, device: str) -> float:
-    """fp32 GFLOP/s of ``addmm`` at the MLP's layer shapes on ``rows`` samples (the renderer's matmul sizes)."""
+def matmul_gflops(caster: RayCaster, rows: int, repeats: int, device: str, cpu_clock: bool = False) -> float:
+    """fp32 GFLOP/s of ``addmm`` at the MLP's layer shapes on ``rows`` samples (the renderer's matmul sizes), the
+    mean over ``repeats`` after a warm-up, timed as the renderer is (``cpu_clock``: process time / threads)."""
     g = torch.Generator().manual_seed(0)
     layers = [(torch.randn(rows, i, generator=g).to(device), torch.randn(o, i, generator=g).to(device),
                torch.randn(o, generator=g).to(device)) for i, o in mlp_layer_shapes(caster.network_fn)]
@@ -107,16 +108,15 @@ def matmul_gflops(caster: RayCaster, rows: int, repeats: int, device: str) -> fl
             torch.addmm(b, x, w.t())
 
     run()
-    best = float("inf")
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t, c = time.perf_counter(), time.process_time()
     for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t = time.perf_counter()
         run()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return flop / best / 1e9
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    took = (time.process_time() - c) / torch.get_num_threads() if cpu_clock else time.perf_counter() - t
+    return flop * repeats / took / 1e9
 
 
 def timed(fn, repeats: int, cpu_clock: bool) -> tuple[float, object]:
@@ -197,7 +197,8 @@ def main() -> None:
                                                                 (acc - acc_f).abs().max()))
         flop = mlp_flop_per_ray(caster)
         # the best of several batch sizes (the renderer's CPU and GPU chunks): the machine's throughput, not ours
-        peak = max(matmul_gflops(caster, rays * caster.config.n_samples, 5, args.device) for rays in (64, 256, 1024))
+        peak = max(matmul_gflops(caster, rays * caster.config.n_samples, 5, args.device, cpu)
+                   for rays in (64, 256, 1024))
         result["mlp_mflop_per_ray"] = round(flop / 1e6, 1)
         result["matmul_gflops"] = round(peak, 1)
         result["exact_mlp_gflops"] = round(result["exact_rays_per_s"] * flop / 1e9, 1)
