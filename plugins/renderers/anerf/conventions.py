@@ -240,11 +240,12 @@ def infinite_cylinder_bounds(
     """The official ``get_near_far_in_cylinder`` for rays from the camera centre: only the cylinder's ground-plane
     circle (the plane perpendicular to the vertical ``axis``) bounds the ray, so its height is unlimited. Returns
     near (clamped at 0 when the camera is inside the circle), far, and which rays meet the circle (the others get
-    NaN; ``fill_missed_bounds`` gives them the official mean)."""
+    NaN; ``fill_missed_bounds`` gives them the official mean). Views along the vertical (top views) get very long
+    bounds, as in the official code; ``RayConvention("posegen")`` caps the cylinder for them."""
     g = dirs - (dirs * axis).sum(-1, keepdim=True) * axis  # ray direction in the ground plane
     c = centre - (centre * axis).sum(-1, keepdim=True) * axis  # circle centre in the ground plane
-    scale = g.norm(dim=-1)
-    ray_dir = g / scale.clamp_min(1e-12)[:, None]
+    scale = g.norm(dim=-1).clamp_min(1e-12)  # a ray along the vertical: finite (huge) bounds, as good as official
+    ray_dir = g / scale[:, None]
     k = (c * ray_dir).sum(-1)  # distance along the ray to the point closest to the centre
     dist2 = ((c * c).sum(-1) - k * k).clamp_min(0.0)
     q = (radius ** 2 - dist2).sqrt()  # NaN where the ray misses the circle
