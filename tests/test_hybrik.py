@@ -354,15 +354,20 @@ def test_ik_is_differentiable_in_joints_and_twists():
 PAIRS_29 = ((1, 2), (4, 5), (7, 8), (10, 11), (13, 14), (16, 17), (18, 19), (20, 21), (22, 23), (25, 26), (27, 28))
 
 
-def test_flip_test_averages_the_mirrored_prediction_as_hybrik_does():
+def test_flip_test_averages_the_mirrored_prediction_as_hybrik_does(res34):
     """flip_test=True, computed by hand from the two forward passes (HybrIK's flip_heatmap / flip_phi / flip_sigma
     and the camera rule of each backbone), independently of the plugin's helpers."""
-    est = HybrIK(warn=False, input_size=64, flip_test=True).eval()
+    est = res34.eval()
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
-    with torch.no_grad():
-        got = est.network(x)
-        logits, xc = est.heads(x)
-        f_logits, f_xc = est.heads(x.flip(3))
+    est.flip_test = True
+    try:
+        with torch.no_grad():
+            got = est.network(x)
+            mirrored = est.network(x.flip(3))["uvd"]
+            logits, xc = est.heads(x)
+            f_logits, f_xc = est.heads(x.flip(3))
+    finally:
+        est.flip_test = False
     b, hw = 2, logits.shape[-1]
     f = f_logits.reshape(b, 29, 64, hw, hw).flip(4).clone()
     for a, c in PAIRS_29:
@@ -388,15 +393,15 @@ def test_flip_test_averages_the_mirrored_prediction_as_hybrik_does():
     torch.testing.assert_close(got["sigma"], 0.5 * (sig + f_sig))
     # Mirroring the input mirrors the flip-tested u about -1/(2 W) (bin k sits at k / W - 0.5, its mirror at
     # (W - 1 - k) / W - 0.5), up to the one-bin edge of the shift: a symmetric estimate.
-    with torch.no_grad():
-        mirrored = est.network(x.flip(3))["uvd"]
     swap = list(range(29))
     for a, c in PAIRS_29:
         swap[a], swap[c] = c, a
     assert (mirrored[:, swap, 0] + got["uvd"][..., 0] + 1.0 / hw).abs().max() < 0.01
 
 
-def test_flip_test_is_an_option_saved_with_the_estimator(tmp_path):
+def test_flip_test_is_an_option_saved_with_the_estimator(res34, tmp_path):
+    assert res34.flip_test is False  # off by default (it doubles the cost)
     est = HybrIK(warn=False, input_size=64, flip_test=True)
     assert est.options()["flip_test"] is True
-    assert HybrIK(warn=False, input_size=64).flip_test is False  # off by default (it doubles the cost)
+    est.save_checkpoint(tmp_path / "flip.pt")
+    assert pg.create_estimator("hybrik", checkpoint=tmp_path / "flip.pt").flip_test is True
