@@ -15,7 +15,11 @@ constants in BGR order applied to RGB channels (subtract (0.406, 0.457, 0.480), 
 Checkpoints: the official files (a bare state dict, or a dict with 'model') load strictly; their ``smpl.*`` SMPL
 buffers are filtered out (posegen takes SMPL from ``smpl_model`` instead, so model checkpoints stay small and free of
 licensed data). A ResNet-34 checkpoint from before HybrIK added the sigma head (``pretrained_w_cam.pth``, July 2022)
-loads with a warning; the scale refinement then weights all joints equally.
+loads with a warning; sigma only weights the (HRNet-only, optional for ResNet-34) scale refinement, which then weights
+all joints equally.
+
+A loaded official checkpoint predicts what the official model does (back-projection, scale refinement only for HRNet,
+IK, flip test as an option): docs/OFFICIAL_MODELS.md gives the mapping and the measured differences.
 """
 
 from __future__ import annotations
