@@ -48,7 +48,7 @@ class AnnyRenderer(pg.Renderer):
         points: int = 512,
         background: str = "plain",
         background_color: tuple[float, float, float] = DEFAULT_COLOUR,
-        tile: int = 8,
+        tile: int | None = None,
         tau: float = 0.02,
         seed: int = 0,
     ) -> None:
@@ -56,7 +56,8 @@ class AnnyRenderer(pg.Renderer):
             subject: default person when ``render`` gets none: an integer id (a fixed sampled person) or 'random'.
             points: surfels on the body (more: smoother surface at large sizes, slower); 256-2048.
             background: 'plain' (``background_color``), 'noise' (textured) or 'random' (a mix, per sample).
-            tile: tile size of the splat in pixels; tau: depth softness of its z-buffer in metres.
+            tile: tile size of the splat in pixels (None: 4 up to 96 px images, 8 above: surfels are small, so
+                small tiles waste fewer pixel evaluations); tau: depth softness of its z-buffer in metres.
             seed: seeds the renderer's generator, used when ``render`` gets none.
         """
         super().__init__()
@@ -66,7 +67,7 @@ class AnnyRenderer(pg.Renderer):
             raise pg.ConfigError(f"unknown background '{background}'; expected one of {', '.join(BACKGROUNDS)}.")
         if len(background_color) != 3 or not all(0.0 <= float(v) <= 1.0 for v in background_color):
             raise pg.ConfigError(f"background_color must be 3 numbers in [0, 1]; got {background_color!r}.")
-        if not (isinstance(tile, int) and 2 <= tile <= 64):
+        if tile is not None and not (isinstance(tile, int) and 2 <= tile <= 64):
             raise pg.ConfigError(f"tile must be an integer number of pixels in [2, 64]; got {tile!r}.")
         if not tau > 0:
             raise pg.ConfigError(f"tau must be a positive depth softness in metres; got {tau!r}.")
@@ -75,7 +76,8 @@ class AnnyRenderer(pg.Renderer):
         self.background = background
         self.background_color = tuple(float(v) for v in background_color)
         # Flat per-surfel colour: the shading comes from the surface normals, not from the splat's dome.
-        self.settings = replace(sp.SplatSettings(), tile=tile, tau=float(tau), ambient=1.0, diffuse=0.0)
+        self.tile = tile
+        self.settings = replace(sp.SplatSettings(), tau=float(tau), ambient=1.0, diffuse=0.0)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.body = load_body(points)
         self._by_dtype: dict[torch.dtype, AnnyBody] = {}
@@ -187,7 +189,8 @@ class AnnyRenderer(pg.Renderer):
         cov = r2 * (eye - nn_t) + t2 * nn_t
         cov_inv = (eye - nn_t) / r2 + nn_t / t2
         params, valid = screen_parameters(Ellipsoids(posed, cov, cov_inv), colours, intrinsics)
-        fg, alpha = sp.splat(params, valid, b, h, w, self.settings)
+        tile = self.tile if self.tile is not None else (4 if max(h, w) <= 96 else 8)
+        fg, alpha = sp.splat(params, valid, b, h, w, replace(self.settings, tile=tile))
         bg = make_background(self.background if background is None else background, b, h, w, gen,
                              self.background_color, joints.dtype).to(joints.device)
         images = alpha * fg + (1.0 - alpha) * bg
