@@ -26,7 +26,7 @@ from posegen_core.pretrain import cache_dir
 from .rig import ANNY_BONE_TO_SMPL, SMPL_JOINT_FROM_ANNY_BONES
 
 #: Bump when the asset's content or layout changes (old cache files are then ignored, never deleted).
-ASSET_VERSION = 1
+ASSET_VERSION = 2
 #: anny's rest frame -> posegen's SMPL rest frame.
 ANNY_TO_SMPL = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=torch.float64)
 INSTALL_HINT = "pip install 'posegen[anny]'  (or: pip install anny)"

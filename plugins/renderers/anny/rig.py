@@ -78,7 +78,7 @@ SMPL_JOINT_FROM_ANNY_BONES: tuple[tuple[str, ...], ...] = (
     _both(("toe1-1", "toe2-1", "toe3-1", "toe4-1", "toe5-1"), "L"),  # feet: the base of the toes
     _both(("toe1-1", "toe2-1", "toe3-1", "toe4-1", "toe5-1"), "R"),
     ("neck01",),  # neck
-    ("clavicle.L",), ("clavicle.R",),  # collars
+    ("clavicle.L", "shoulder01.L"), ("clavicle.R", "shoulder01.R"),  # collars: between sternum and shoulder blade
     ("head",),  # head
     ("upperarm01.L",), ("upperarm01.R",),  # shoulders
     ("lowerarm01.L",), ("lowerarm01.R",),  # elbows
