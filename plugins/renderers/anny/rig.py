@@ -11,10 +11,14 @@ bone lengths. Each SMPL segment with one child gets the smallest rotation ``A_j`
 (hands, feet, head) take their own or their parent's alignment. Being the smallest rotation, ``A_j`` adds no twist:
 the twist about the bone is the one in the SMPL rotation.
 
-Posing. A point x of a subject's rest body (scaled by ``s`` so that its bone lengths sum to the skeleton's) goes to
-``sum_j w_j (R_j A_j s (x - a_j) + p_j)``: linear blend skinning anchored at the label joints ``p_j`` with the
-contract's global rotations ``R_j``. Each segment is therefore placed exactly on its label joint; where anny's and the
-skeleton's bone lengths differ the blend stretches the surface between the segments.
+Bone lengths. The subject is scaled by ``s`` so that its bone lengths sum to the skeleton's (the overall size follows
+the skeleton), then each limb segment is stretched along its bone by ``S_j = I + (f_j - 1) u_j u_j^T`` (``u_j`` the
+SMPL rest bone direction, ``f_j`` the label bone length over the scaled anny bone length), so the segment ends on the
+label's child joint. Segments with several children or none are not stretched.
+
+Posing. A point x of a subject's rest body goes to ``sum_j w_j (R_j S_j A_j s (x - a_j) + p_j)``: linear blend
+skinning anchored at the label joints ``p_j`` with the contract's global rotations ``R_j``. Each segment is placed
+exactly on its label joint.
 """
 
 from __future__ import annotations
@@ -128,10 +132,26 @@ def bone_length_scale(joints: torch.Tensor, anny_joints: torch.Tensor) -> torch.
     return pg.kinematics.bone_lengths(joints).sum(-1) / pg.kinematics.bone_lengths(anny_joints).sum(-1)
 
 
+def stretch(joints: torch.Tensor, anny_joints: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """(B, 24, 3, 3) stretches S_j of the limb segments along their SMPL rest bone (identity elsewhere)."""
+    rest = pg.skeleton.rest_joints(joints.dtype, joints.device)
+    eye = torch.eye(3, dtype=joints.dtype, device=joints.device)
+    out = []
+    for j, c in enumerate(ALIGN_CHILD):
+        if c < 0:
+            out.append(eye.expand(joints.shape[0], 3, 3))
+            continue
+        u = rest[c] - rest[j]
+        u = u / u.norm()
+        f = (joints[:, c] - joints[:, j]).norm(dim=-1) / ((anny_joints[:, c] - anny_joints[:, j]).norm(dim=-1) * scale)
+        out.append(eye + (f - 1.0)[:, None, None] * (u[:, None] * u[None, :]))
+    return torch.stack(out, 1)
+
+
 def skin(points: torch.Tensor, weights: torch.Tensor, anny_joints: torch.Tensor, align: torch.Tensor,
          scale: torch.Tensor, joints: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     """Pose rest points (B, N, 3) with SMPL-24 weights (N, 24) or (B, N, 24): see the module doc. Returns (B, N, 3)."""
-    m = rotations @ align  # (B, 24, 3, 3)
+    m = rotations @ stretch(joints, anny_joints, scale) @ align  # (B, 24, 3, 3)
     local = (points[:, None] - anny_joints[:, :, None]) * scale[:, None, None, None]  # (B, 24, N, 3)
     per_joint = local @ m.transpose(-1, -2) + joints[:, :, None]  # (B, 24, N, 3)
     w = weights if weights.dim() == 3 else weights[None].expand(points.shape[0], -1, -1)
