@@ -111,10 +111,10 @@ class AnnyRenderer(pg.Renderer):
         joints = body.joint_template + torch.einsum("bk,kjc->bjc", c, body.joint_blend)
         return pts, joints
 
-    def pose(self, subjects: Subjects, joints: torch.Tensor, rotations: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Posed surfels (B, N, 3), their normals (B, N, 3), the body's own posed joints (B, 24, 3) and the scale
-        (B,) that matched the subject to the skeleton's bone lengths (rig.py explains the mapping)."""
+    def pose(self, subjects: Subjects, joints: torch.Tensor, rotations: torch.Tensor, with_joints: bool = True
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Posed surfels (B, N, 3), their normals (B, N, 3), the body's own posed joints (B, 24, 3; None unless
+        ``with_joints``) and the scale (B,) that matched the subject to the skeleton (rig.py explains the mapping)."""
         body = self._body(joints.dtype, joints.device)
         pts, ajoints = self.rest_bodies(subjects, joints.dtype, joints.device)
         smpl_rest = pg.skeleton.rest_joints(joints.dtype, joints.device)
@@ -122,8 +122,10 @@ class AnnyRenderer(pg.Renderer):
         scale = rig.bone_length_scale(joints, ajoints)
         posed = rig.skin(pts, body.weights, ajoints, align, scale, joints, rotations)
         normals = rig.skin_directions(body.normals, body.weights, align, rotations)
-        w = body.joint_weights[None].expand(joints.shape[0], -1, -1)
-        body_joints = rig.skin(ajoints, w, ajoints, align, scale, joints, rotations)
+        body_joints = None
+        if with_joints:
+            w = body.joint_weights[None].expand(joints.shape[0], -1, -1)
+            body_joints = rig.skin(ajoints, w, ajoints, align, scale, joints, rotations)
         return posed, normals, body_joints, scale
 
     # ------------------------------------------------------------------------------------------------ looks
@@ -174,7 +176,7 @@ class AnnyRenderer(pg.Renderer):
         b = joints.shape[0]
         h, w = intrinsics.height, intrinsics.width
         subjects = resolve_subjects(subject, b, gen, self.subject)
-        posed, normals, _, scale = self.pose(subjects, joints, rotations)
+        posed, normals, _, scale = self.pose(subjects, joints, rotations, with_joints=False)
         body = self._body(joints.dtype, joints.device)
         albedo = self.surfel_colours(subjects, joints.dtype, joints.device)
         light = torch.tensor(LIGHT, dtype=joints.dtype, device=joints.device)
