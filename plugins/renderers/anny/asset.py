@@ -60,9 +60,6 @@ class AnnyBody:
     def num_points(self) -> int:
         return int(self.template.shape[0])
 
-    def to(self, dtype: torch.dtype) -> "AnnyBody":
-        return AnnyBody(**{k: (v.to(dtype) if v.is_floating_point() else v) for k, v in vars(self).items()})
-
 
 def _anny():
     """Import anny, or say how to install it."""

@@ -80,7 +80,7 @@ class AnnyRenderer(pg.Renderer):
         self.settings = replace(sp.SplatSettings(), tau=float(tau), ambient=1.0, diffuse=0.0)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.body = load_body(points)
-        self._by_dtype: dict[torch.dtype, AnnyBody] = {}
+        self._by_dtype: dict[tuple[torch.dtype, torch.device], AnnyBody] = {}
         from anny.models.phenotype import make_phenotype_anchors, phenotype_blendshape_weights
 
         self._weights_fn = phenotype_blendshape_weights
@@ -88,17 +88,17 @@ class AnnyRenderer(pg.Renderer):
 
     # ------------------------------------------------------------------------------------------------ shape
     def _body(self, dtype: torch.dtype, device: torch.device) -> AnnyBody:
-        if dtype not in self._by_dtype:
-            self._by_dtype[dtype] = self.body.to(dtype)
-        b = self._by_dtype[dtype]
-        if b.template.device != device:
-            b = AnnyBody(**{k: v.to(device) for k, v in vars(b).items()})
-        return b
+        """The body's tensors in ``dtype`` on ``device`` (converted once, then kept)."""
+        key = (dtype, torch.device(device))
+        if key not in self._by_dtype:
+            self._by_dtype[key] = AnnyBody(**{k: (v.to(dtype) if v.is_floating_point() else v).to(device)
+                                              for k, v in vars(self.body).items()})
+        return self._by_dtype[key]
 
     def blendshape_coefficients(self, phenotype: torch.Tensor) -> torch.Tensor:
         """(B, 6) phenotype in PHENOTYPE_LABELS order -> (B, K) coefficients of the body's blend shapes (anny's own
         interpolation of its MakeHuman targets, projected on its compact basis)."""
-        w = self._weights_fn(phenotype.double(), list(PHENOTYPE_LABELS), self._anchors, self.body.phenotype_mask,
+        w = self._weights_fn(phenotype.double().cpu(), list(PHENOTYPE_LABELS), self._anchors, self.body.phenotype_mask,
                              extrapolate=False)
         return w @ self.body.phenotype_projection
 
