@@ -147,7 +147,8 @@ def bench_dense(batch: int, size: int, repeats: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--renderer", default="primitives",
-                    help="registered renderer to time (the primitive-count scaling and dense baseline are primitives' own)")
+                    help="registered renderer to time (the primitive-count scaling and the dense baseline are "
+                         "primitives' own)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--sizes", default="64,128", help="comma-separated square image sizes")
     ap.add_argument("--repeats", type=int, default=5)

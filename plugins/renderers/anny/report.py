@@ -69,7 +69,8 @@ def joint_fit(renderer: AnnyRenderer, count: int = 512, seed: int = 0) -> dict[s
 def joint_fit_table(fit: dict[str, torch.Tensor]) -> str:
     """Markdown table: mean (95th percentile) mm per joint, for each reading and pose set."""
     cols = ["rig_rest", "rig_posed", "surface_fit", "surface_rest", "surface_posed"]
-    rows = ["| joint | rig, rest pose | rig, posed | surface fit on the template | surface, rest pose | surface, posed |",
+    rows = ["| joint | rig, rest pose | rig, posed | surface fit on the template | surface, rest pose "
+            "| surface, posed |",
             "|---|---|---|---|---|---|"]
 
     def cell(e: torch.Tensor) -> str:

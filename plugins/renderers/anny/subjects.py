@@ -100,7 +100,8 @@ def resolve_subjects(subject: int | str | torch.Tensor | Subjects | None, batch:
         subject = default
     if isinstance(subject, Subjects):
         if subject.phenotype.shape[0] != batch:
-            raise pg.ShapeError(f"got {subject.phenotype.shape[0]} subjects for a batch of {batch}; pass one per sample.")
+            raise pg.ShapeError(
+                f"got {subject.phenotype.shape[0]} subjects for a batch of {batch}; pass one per sample.")
         return subject
     if isinstance(subject, str):
         if subject == "random":
