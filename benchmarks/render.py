@@ -1,6 +1,6 @@
-"""Benchmark the primitives renderer: images/s forward and forward+backward, peak memory, scaling.
+"""Benchmark a renderer (default: primitives): images/s forward and forward+backward, peak memory, scaling.
 
-    .venv/bin/python benchmarks/render.py [--batch 64] [--sizes 64,128] [--repeats 5] [--threads N]
+    .venv/bin/python benchmarks/render.py [--renderer anny] [--batch 64] [--sizes 64,128] [--repeats 5] [--threads N]
 
 Prints a few human-readable lines, then ONE JSON object as the last line. Timings are wall-clock medians over
 ``--repeats`` runs after a warm-up; the machine's load average is recorded next to them because a shared machine
@@ -50,10 +50,10 @@ def timed(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
-def bench_renderer(batch: int, size: int, repeats: int) -> dict[str, float]:
+def bench_renderer(batch: int, size: int, repeats: int, r: pg.Renderer | None = None) -> dict[str, float]:
     jc, rc = posed_batch(batch)
     intr = pg.Intrinsics.framing(size)
-    r = PrimitivesRenderer()
+    r = PrimitivesRenderer() if r is None else r
 
     def forward() -> None:
         with torch.no_grad():
@@ -146,6 +146,9 @@ def bench_dense(batch: int, size: int, repeats: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--renderer", default="primitives",
+                    help="registered renderer to time (the primitive-count scaling and the dense baseline are "
+                         "primitives' own)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--sizes", default="64,128", help="comma-separated square image sizes")
     ap.add_argument("--repeats", type=int, default=5)
@@ -160,8 +163,12 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load0 = os.getloadavg()[0]
+    renderer = None if args.renderer == "primitives" else pg.create_renderer(args.renderer)
+    count = NUM_PRIMITIVES if renderer is None else getattr(renderer, "num_primitives", None)
+    if renderer is not None and hasattr(renderer, "body"):  # anny: its surfels are the primitives
+        count = renderer.body.num_points
     result: dict[str, object] = {
-        "benchmark": "render", "renderer": "primitives", "batch": args.batch, "primitives": NUM_PRIMITIVES,
+        "benchmark": "render", "renderer": args.renderer, "batch": args.batch, "primitives": count,
         "cpu_count": os.cpu_count(), "torch": torch.__version__,
     }
     by_threads: dict[str, dict[str, float]] = {}
@@ -169,7 +176,7 @@ def main() -> None:
         torch.set_num_threads(n)
         by_threads[str(n)] = {}
         for size in sizes:
-            rates = bench_renderer(args.batch, size, args.repeats)
+            rates = bench_renderer(args.batch, size, args.repeats, renderer)
             print(f"{n} thread(s) {size}x{size}: forward {rates['fwd']:.0f} images/s, "
                   f"forward+backward {rates['fwd_bwd']:.0f} images/s")
             for key, value in rates.items():
@@ -181,12 +188,12 @@ def main() -> None:
     torch.set_num_threads(int(best))
     result["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # renderer runs
     result["peak_memory_above_start_mb"] = round(result["peak_memory_mb"] - rss0, 1)
-    if not args.no_scaling:
+    if not args.no_scaling and renderer is None:
         scaling = bench_primitive_count(args.batch, sizes[0], (1, 2, 4), args.repeats)
         print(f"splat fwd+bwd images/s at {sizes[0]}px by primitive count: "
               + ", ".join(f"{k}: {v:.0f}" for k, v in scaling.items()))
         result[f"splat_fwd_bwd_images_per_s_{sizes[0]}_by_primitives"] = {k: round(v, 1) for k, v in scaling.items()}
-    if args.dense_baseline:
+    if args.dense_baseline and renderer is None:
         dense = bench_dense(args.batch, sizes[0], args.repeats)
         print(f"dense baseline at {sizes[0]}px: forward {dense['fwd']:.0f} images/s, "
               f"forward+backward {dense['fwd_bwd']:.0f} images/s (splat only, no body/projection/background)")

@@ -8,6 +8,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "posegen_plugins.priors",
     "posegen_plugins.renderers.anerf",
     "posegen_plugins.renderers.primitives",
+    "posegen_plugins.renderers.anny",
     "posegen_plugins.discriminators.parts",
     "posegen_plugins.estimators.simple",
     "posegen_plugins.estimators.spin",
