@@ -25,8 +25,12 @@ def parse_set(values: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
             value = raw
         node = out
         *parents, leaf = key.strip().split(".")
+        if not all(parents) or not leaf:
+            raise ConfigError(f"{flag} {item!r}: the key must be a field name such as iters or pretrain.steps.")
         for p in parents:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{flag} {item!r}: {p} was already given a value, so it cannot also hold {key}.")
         node[leaf] = value
     return out
 
