@@ -187,6 +187,7 @@ class RunConfig:
     renderer: Any = "primitives"
     renderer_checkpoint: str | None = None
     renderer_options: dict[str, Any] = field(default_factory=dict)
+    renderer_random_weights: bool = False  # allow a renderer that needs a trained checkpoint (A-NeRF) to run without one
     estimator: Any = "simple"
     estimator_checkpoint: str | None = None
     estimator_options: dict[str, Any] = field(default_factory=dict)

@@ -36,6 +36,9 @@ class Renderer(nn.Module, abc.ABC):
     """
 
     differentiable: ClassVar[bool] = False
+    #: True when the renderer's output means nothing without trained weights (A-NeRF): runs refuse it without a
+    #: checkpoint unless the user asks for random weights (``renderer_random_weights``).
+    needs_checkpoint: ClassVar[bool] = False
 
     def forward(
         self,

@@ -47,3 +47,20 @@ def check_images(images: object, name: str = "images") -> torch.Tensor:
             "Divide 8-bit images by 255 and do not normalise them: each estimator normalises its own input."
         )
     return images
+
+
+def check_renderer_weights(renderer: object, checkpoint: object, random_weights: bool) -> None:
+    """Refuse a renderer that needs trained weights (``Renderer.needs_checkpoint``) when none are given: its images
+    would be noise, and hours of pre-training and feedback on them would be wasted. ``random_weights`` overrides."""
+    if not isinstance(renderer, str) or checkpoint or random_weights:
+        return
+    from .errors import ConfigError
+    from .plugins import get_registry
+
+    factory = get_registry().get("renderer", renderer).factory
+    if getattr(factory, "needs_checkpoint", False):
+        raise ConfigError(
+            f"the {renderer} renderer needs a trained checkpoint (--renderer-checkpoint PATH); without one its images "
+            "are noise from random weights. To run it with random weights anyway (tests, timing), pass "
+            "--random-renderer-weights (renderer_random_weights = true)."
+        )
