@@ -213,6 +213,7 @@ def _pretrained_from_scratch(
         est, renderer, body, train, cfg.pretrain, cfg.image_size, cfg.camera_distance, stage_seed(cfg.seed, "pretrain"),
         subject=cfg.subject,
         log=lambda row: log(f"  pretrain step {row['step']}: loss {row['loss']:.4f}, val MPJPE {row['val_mpjpe_mm']:.1f} mm"),
+        say=log,
     )
     if cfg.pretrain.cache:
         ensure_finite(est.state_dict(), f"the pre-trained {cfg.estimator} to the cache")
