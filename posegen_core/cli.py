@@ -40,8 +40,9 @@ def error_line(e: BaseException) -> tuple[str, int]:
     if isinstance(e, MemoryError):
         return "Error: out of memory; lower batch_size, image_size or samples.", 1
     first = str(e).splitlines()[0] if str(e) else ""
-    return (f"Error: unexpected {type(e).__name__}: {first}. This is a bug in posegen or a plugin; run again with "
-            "POSEGEN_DEBUG=1 for the traceback and report it."), 1
+    notes = "".join(f" {n}" for n in getattr(e, "__notes__", ()))
+    return (f"Error: unexpected {type(e).__name__}: {first}{notes}. This is a bug in posegen or a plugin; run again "
+            "with POSEGEN_DEBUG=1 for the traceback and report it."), 1
 
 
 def _report(e: BaseException) -> None:

@@ -257,13 +257,10 @@ def create(kind: str, name: str, **options: Any) -> Any:
             ) from None
     try:
         built = info.factory(**options)
-    except PosegenError:
+    except Exception as e:  # not disguised (the plugin's own error type stays), but it names the plugin it came from
+        if not isinstance(e, PosegenError):
+            e.add_note(f"(raised while building {kind} '{name}' from {info.plugin or 'its plugin'})")
         raise
-    except (Exception, SystemExit) as e:  # a plugin's own bug: say whose, keep the cause for POSEGEN_DEBUG=1
-        raise PluginError(
-            f"{kind} '{name}' from {info.plugin or 'its plugin'} failed while being built: {type(e).__name__}: {e}. "
-            "Check its options, or report this to the plugin's author."
-        ) from e
     base = KINDS[kind][1]
     if not isinstance(built, base):
         raise PluginError(

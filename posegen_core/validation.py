@@ -40,6 +40,8 @@ def check_tensor(
 def check_images(images: object, name: str = "images") -> torch.Tensor:
     """Images follow the contract: (B, 3, H, W), float, values in [0, 1]."""
     images = check_tensor(images, name, (None, 3, None, None), hint="Images are (B, 3, H, W), RGB, float in [0, 1].")
+    if images.numel() == 0:
+        return images
     lo, hi = float(images.min()), float(images.max())
     if lo < -1e-3 or hi > 1.0 + 1e-3:
         raise ShapeError(
