@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _compat_pickle
 import importlib
 import io
 import json
@@ -198,6 +199,10 @@ class _ModelUnpickler(pickle.Unpickler):
         self.allowed = allowed
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _compat_pickle.NAME_MAPPING:  # Python-2 names (copy_reg, __builtin__), as pickle maps them
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         if (module, name) in self.allowed:
             return self.allowed[(module, name)]
         if module == "chumpy" or module.startswith("chumpy."):

@@ -285,7 +285,10 @@ class PoseGenRun:
         order = {s: i for i, s in enumerate(("pretrain",) + STAGES)}
         keep = []
         for line in path.read_text().splitlines():
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line half-written when the process was killed
+                continue
             s, k = order.get(row.get("stage", ""), 0), row.get("step", 0)
             if s < order[stage] or (s == order[stage] and k <= step):
                 keep.append(line)
