@@ -322,14 +322,10 @@ def test_overwrite_deletes_the_earlier_run_only_after_the_new_inputs_are_built(t
     assert snapshot(run) == before
 
 
-def test_overwrite_replaces_a_posegen_run(tmp_path):
-    run = tmp_path / "run"
-    _fake_earlier_run(run)
-    (run / "old_extra.txt").write_text("from the earlier run")
-    pg.run(pg.RunConfig(out=str(run), **TINY), overwrite=True)
-    assert not (run / "old_extra.txt").exists()
-    assert (run / run_folder.MARKER).is_file() and (run / "summary.json").is_file()
-    assert not (run / run_folder.LOCK).exists()  # released at the end
+def test_overwrite_replaces_a_posegen_run(finished_run):
+    assert not (finished_run / "old_extra.txt").exists()  # the fixture ran over an earlier run with overwrite=True
+    assert (finished_run / run_folder.MARKER).is_file() and (finished_run / "summary.json").is_file()
+    assert not (finished_run / run_folder.LOCK).exists()  # released at the end
 
 
 def test_out_under_a_file_is_refused(tmp_path):
@@ -365,10 +361,12 @@ def test_a_live_writer_lock_is_respected_and_a_stale_one_taken_over(tmp_path):
 def finished_run(tmp_path_factory):
     """One finished tiny run (its own pre-training cache beside it, in ``cache``), copied by the tests that damage it."""
     folder = tmp_path_factory.mktemp("finished") / "run"
+    _fake_earlier_run(folder)
+    (folder / "old_extra.txt").write_text("from the earlier run")
     old = os.environ.get("POSEGEN_CACHE")
     os.environ["POSEGEN_CACHE"] = str(folder.parent / "cache")
     try:
-        pg.run(pg.RunConfig(out=str(folder), **TINY))
+        pg.run(pg.RunConfig(out=str(folder), **TINY), overwrite=True)
     finally:
         os.environ.pop("POSEGEN_CACHE") if old is None else os.environ.__setitem__("POSEGEN_CACHE", old)
     return folder
@@ -468,8 +466,12 @@ def test_a_nan_model_planted_in_the_cache_is_not_used(finished_run, tmp_path, mo
         next(iter(est.parameters())).fill_(float("nan"))
     est.save_checkpoint(cached)
     monkeypatch.setenv("POSEGEN_CACHE", str(cache))
-    result = pg.run(pg.RunConfig(out=str(tmp_path / "run"), **TINY))
-    assert np.isfinite(result.summary["table"]["source_views"]["mpjpe_before"])
+    from posegen_core.loop import build_parts
+
+    said: list[str] = []
+    parts = build_parts(pg.RunConfig(**TINY), None, said.append)
+    assert any(m.startswith(f"ignoring the cached model {cached}: it holds NaN/inf weights") for m in said)
+    assert not run_folder.non_finite_entries(parts.estimator.state_dict())
     assert not run_folder.non_finite_entries(pg.create_estimator("simple", checkpoint=cached).state_dict())
 
 
@@ -556,11 +558,24 @@ def test_pretraining_announces_its_time_from_the_first_steps():
     assert "That is long" not in time_estimate(0.05, 1000, "cpu")
 
 
-def test_pretraining_prints_the_estimate_in_a_run(tmp_path):
-    res = CliRunner().invoke(cli, ["pretrain", "--steps", "8", "--batch-size", "4", "--image-size", "32", "--device", "cpu",
-                                   "--out", str(tmp_path / "p.pt")])
-    assert res.exit_code == 0, res.output
-    assert "pre-training: about" in res.output and "s/step, 2 steps to go on cpu" in res.output
+def test_pretraining_announces_the_estimate_after_its_first_steps_and_shows_a_bar():
+    from rich.console import Console
+
+    from posegen_core.pretrain import pretrain_estimator
+    from posegen_core.progress import Reporter
+    from posegen_core.scene import split_by_take
+
+    said: list[str] = []
+    poses = split_by_take(pg.create_pose_source("default").load(), 0.2, 0).train
+    est = pg.create_estimator("simple")
+    reporter = Reporter(Console(file=open(os.devnull, "w")))
+    with reporter:
+        pretrain_estimator(est, pg.create_renderer("primitives"), pg.create_body_model(), poses,
+                           pg.PretrainConfig(steps=8, batch_size=4, eval_every=8, val_samples=4), 32, 4.0, 0,
+                           say=said.append)
+        (task,) = reporter.progress.tasks
+    assert len(said) == 1 and said[0].startswith("pre-training: about") and "2 steps to go on cpu" in said[0]
+    assert task.description == "pre-train estimator" and task.completed == task.total == 8
 
 
 # ------------------------------------------------------------------------------------------- loaders
