@@ -4,6 +4,7 @@ silent), TOML loading and JSON round trips."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import tomllib
@@ -129,6 +130,7 @@ def _check_field(name: str, value: Any, hint: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=None)
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -269,6 +271,13 @@ class RunConfig:
                 raise ConfigError(msg)
 
         check_fields(self)  # attributes may have been changed since construction
+        from .interfaces import Estimator, Renderer
+
+        for name, base in (("renderer", Renderer), ("estimator", Estimator)):
+            value = getattr(self, name)
+            need(isinstance(value, (str, base)),
+                 f"invalid configuration value {name} = {value!r:.60}: expected a plugin name (see `posegen plugins`) "
+                 f"or a posegen_core.{base.__name__}.")
         need(self.samples > 0 or self.finetune in ("loop", "none"),
              f"samples = 0 writes no dataset, so finetune = '{self.finetune}' would have nothing to fine-tune on and "
              "the run would report after = before; set samples >= 1, or finetune = 'none' (GAN and evaluation only) "

@@ -388,7 +388,7 @@ class PoseGenRun:
             "stage": self.stage, "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
             "P": self.P.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "opt_p": self.opt_p.state_dict(), "pool": self.pool.state_dict(), "rng": self.rng.get_state(),
-            "config": self.cfg.to_dict(),
+            "config": json.loads(json.dumps(self.cfg.to_dict(), default=str)),  # plain types for weights_only loading
         }
         ensure_finite({k: state[k] for k in ("G", "D", "P")}, f"the run checkpoint {self.state_path}")
         atomic_torch_save(state, self.state_path)

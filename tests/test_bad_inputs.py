@@ -222,6 +222,7 @@ def test_truncated_and_non_dict_model_pickles(tmp_path):
     ("w1=true", "w1 = True: expected a number >= 0"),
     ("scenario=5", "scenario = 5: expected one of 'ood', 'ind'"),
     ("renderer_options=3", "renderer_options = 3: expected a table of KEY = VALUE options"),
+    ("renderer=5", r"renderer = 5: expected a plugin name \(see `posegen plugins`\) or a posegen_core.Renderer"),
     ("report=maybe", "report = 'maybe': expected true or false"),
     ("d=0", r"d = 0: expected a number >= 1e-09 \(or unset\)"),
     ("threads=0", r"threads = 0: expected an integer in \[1, 4096\] \(or unset\)"),
