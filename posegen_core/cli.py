@@ -37,8 +37,9 @@ def error_line(e: BaseException) -> tuple[str, int]:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         hint = _OS_HINTS.get(e.errno or -1, "")
         return f"Error: {e.strerror or type(e).__name__}{where}{': ' + hint if hint else ''}.", 1
-    if isinstance(e, MemoryError):
-        return "Error: out of memory; lower batch_size, image_size or samples.", 1
+    oom = isinstance(e, RuntimeError) and any(t in str(e) for t in ("can't allocate memory", "out of memory"))
+    if isinstance(e, MemoryError) or oom:
+        return "Error: out of memory; lower batch_size, image_size, samples or eval_samples (or --size).", 1
     first = str(e).splitlines()[0] if str(e) else ""
     notes = "".join(f" {n}" for n in getattr(e, "__notes__", ()))
     return (f"Error: unexpected {type(e).__name__}: {first}{notes}. This is a bug in posegen or a plugin; run again "

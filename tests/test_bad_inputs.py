@@ -484,6 +484,9 @@ def test_a_nan_model_planted_in_the_cache_is_not_used(finished_run, tmp_path, mo
     (OSError(errno.EROFS, "Read-only file system", "/mnt"), "the file system is read-only", 1),
     (pg.ConfigError("bad"), "Error: bad", 2),
     (RuntimeError("boom\nmore"), "unexpected RuntimeError: boom. This is a bug", 1),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 138750000000 bytes"),
+     "Error: out of memory; lower batch_size", 1),
+    (MemoryError(), "Error: out of memory", 1),
 ])
 def test_error_lines(err, text, code):
     line, got = error_line(err)
