@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -39,10 +40,14 @@ def check_tensor(
 
 def check_images(images: object, name: str = "images") -> torch.Tensor:
     """Images follow the contract: (B, 3, H, W), float, values in [0, 1]."""
-    images = check_tensor(images, name, (None, 3, None, None), hint="Images are (B, 3, H, W), RGB, float in [0, 1].")
+    images = check_tensor(images, name, (None, 3, None, None), finite=False,
+                          hint="Images are (B, 3, H, W), RGB, float in [0, 1].")
     if images.numel() == 0:
         return images
-    lo, hi = float(images.min()), float(images.max())
+    lo_t, hi_t = torch.aminmax(images)  # one pass; NaN and inf show up in the extremes
+    lo, hi = float(lo_t), float(hi_t)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ShapeError(f"{name} contains NaN or infinite values; check the poses or cameras that produced it.")
     if lo < -1e-3 or hi > 1.0 + 1e-3:
         raise ShapeError(
             f"{name} must hold values in [0, 1]; got range [{lo:.3g}, {hi:.3g}]. "
