@@ -63,7 +63,6 @@ from .run_folder import (
     started_config,
     write_marker,
 )
-from .validation import check_renderer_weights
 from .scene import (
     PoseSplit,
     SceneBatch,
@@ -74,6 +73,7 @@ from .scene import (
     source_viewpoints,
     split_by_take,
 )
+from .validation import check_renderer_weights
 
 STAGES = ("gan", "dataset", "finetune", "evaluate", "done")
 
