@@ -571,7 +571,8 @@ def test_pretraining_announces_the_estimate_after_its_first_steps_and_shows_a_ba
 
     said: list[str] = []
     poses = split_by_take(pg.create_pose_source("default").load(), 0.2, 0).train
-    est = pg.create_estimator("simple")
+    with pytest.warns(UserWarning, match="random weights"):  # expected: it is about to be pre-trained
+        est = pg.create_estimator("simple")
     reporter = Reporter(Console(file=open(os.devnull, "w")))
     with reporter:
         pretrain_estimator(est, pg.create_renderer("primitives"), pg.create_body_model(), poses,
