@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,8 @@ import torch
 from torch import nn
 
 from . import skeleton
-from .errors import ConfigError, ShapeError
+from .errors import CheckpointError, ConfigError, ShapeError
+from .io import load_model_pickle
 from .kinematics import batch_rigid_transform, pose_to_rotations
 from .validation import check_tensor
 
@@ -81,19 +81,9 @@ def load_smpl_arrays(path: Path) -> dict[str, np.ndarray]:
             raise ConfigError(f"could not read SMPL model {path}: {type(e).__name__}: {e}. {SMPL_SOURCE}") from None
     else:
         try:
-            with open(path, "rb") as f:
-                raw = pickle.load(f, encoding="latin1")  # the official files are Python-2 pickles
-        except ModuleNotFoundError as e:
-            raise ConfigError(
-                f"SMPL model {path} stores {e.name} objects; install it (pip install {e.name}) or use a model file "
-                "converted to plain numpy arrays (.npz)."
-            ) from None
-        except Exception as e:
-            raise ConfigError(
-                f"could not read SMPL model {path}: {type(e).__name__}: {e}. Expected the SMPL .pkl or .npz. {SMPL_SOURCE}"
-            ) from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path} holds a {type(raw).__name__}, not an SMPL model dictionary. {SMPL_SOURCE}")
+            raw = load_model_pickle(path, what="SMPL model")  # restricted: never runs code from the file
+        except CheckpointError as e:
+            raise ConfigError(f"{e} {SMPL_SOURCE}") from None
     missing = [k for k in SMPL_KEYS if k not in raw]
     if missing:
         raise ConfigError(f"{path} is not an SMPL model: missing {', '.join(missing)} (expected {', '.join(SMPL_KEYS)}).")
@@ -103,6 +93,11 @@ def load_smpl_arrays(path: Path) -> dict[str, np.ndarray]:
         if hasattr(v, "toarray"):  # the official J_regressor is a scipy sparse matrix
             v = v.toarray()
         arrays[k] = np.asarray(v)
+        if arrays[k].dtype.kind not in "fiu" or not np.isfinite(arrays[k]).all():
+            raise ConfigError(
+                f"{path}: SMPL array {k} must hold finite numbers; got dtype {arrays[k].dtype}"
+                f"{' with NaN/inf' if arrays[k].dtype.kind == 'f' else ''}. {SMPL_SOURCE}"
+            )
     v_count = arrays["v_template"].shape[0]
     expected = {
         "v_template": (v_count, 3), "shapedirs": (v_count, 3, None), "posedirs": (v_count, 3, 9 * skeleton.NUM_BODY_JOINTS),

@@ -2,13 +2,54 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from typing import Any
 
 import click
 
 from .errors import PosegenError
+
+
+def debug_mode() -> bool:
+    """``POSEGEN_DEBUG=1``: let errors through with their traceback (for bug reports)."""
+    return os.environ.get("POSEGEN_DEBUG", "") not in ("", "0", "false", "no")
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full; free some space (or use --out on another disk) and --resume the run",
+    errno.EDQUOT: "the disk quota is exhausted; free some space and --resume the run",
+    errno.EACCES: "permission denied; choose a folder you can write (--out) or fix its permissions",
+    errno.EPERM: "operation not permitted; choose a folder you can write (--out)",
+    errno.EROFS: "the file system is read-only; choose a writable folder with --out",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOENT: "no such file or folder",
+}
+
+
+def error_line(e: BaseException) -> tuple[str, int]:
+    """The one line the CLI prints for an error, and the exit code (2: bad input, 1: environment or internal)."""
+    if isinstance(e, PosegenError):
+        return f"Error: {e}", 2
+    if isinstance(e, OSError):
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        hint = _OS_HINTS.get(e.errno or -1, "")
+        return f"Error: {e.strerror or type(e).__name__}{where}{': ' + hint if hint else ''}.", 1
+    oom = isinstance(e, RuntimeError) and any(t in str(e) for t in ("can't allocate memory", "out of memory"))
+    if isinstance(e, MemoryError) or oom:
+        return "Error: out of memory; lower batch_size, image_size, samples or eval_samples (or --size).", 1
+    first = str(e).splitlines()[0] if str(e) else ""
+    notes = "".join(f" {n}" for n in getattr(e, "__notes__", ()))
+    return (f"Error: unexpected {type(e).__name__}: {first}{notes}. This is a bug in posegen or a plugin; run again "
+            "with POSEGEN_DEBUG=1 for the traceback and report it."), 1
+
+
+def _report(e: BaseException) -> None:
+    line, code = error_line(e)
+    click.secho(line, fg="red", err=True)
+    sys.exit(code)
 
 
 #: Core commands, imported only when used so that ``posegen --help`` stays fast: name -> "module:attribute".
@@ -49,7 +90,7 @@ class PosegenGroup(click.Group):
         for impl in reg.manager.hook.posegen_register_commands.get_hookimpls():
             try:
                 impl.function(cli=self)
-            except Exception as e:  # a broken plugin must not take the CLI down
+            except (Exception, SystemExit) as e:  # a broken plugin must not take the CLI down
                 reg._fail(impl.plugin_name, reg.distributions.get(impl.plugin_name, ("", ""))[0], e)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -67,9 +108,19 @@ class PosegenGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except PosegenError as e:
-            click.secho(f"Error: {e}", fg="red", err=True)
-            ctx.exit(2)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            if debug_mode():
+                raise
+            click.secho("Interrupted. A stopped run continues with `posegen run --resume RUN_FOLDER`.", fg="red", err=True)
+            ctx.exit(130)
+        except Exception as e:
+            if debug_mode():
+                raise
+            line, code = error_line(e)
+            click.secho(line, fg="red", err=True)
+            ctx.exit(code)
 
 
 @click.group(cls=PosegenGroup)
@@ -114,9 +165,10 @@ def plugins(as_json: bool) -> None:
 def main() -> None:  # console-script entry point
     try:
         cli(prog_name="posegen")
-    except PosegenError as e:  # raised outside a command, e.g. by strict plugin loading while listing commands
-        click.secho(f"Error: {e}", fg="red", err=True)
-        sys.exit(2)
+    except Exception as e:  # raised outside a command, e.g. by strict plugin loading while listing commands
+        if debug_mode():
+            raise
+        _report(e)
 
 
 if __name__ == "__main__":  # pragma: no cover

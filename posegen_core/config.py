@@ -4,20 +4,159 @@ silent), TOML loading and JSON round trips."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import torch
 
 from .errors import ConfigError
+from .generator import VIEWPOINT_PARAMS
 from .losses import FEEDBACK_SHAPES
 
 FEEDBACK_MODES = ("render", "pose", "none")
 FINETUNE_MODES = ("after", "loop", "both", "none")
+
+
+#: Allowed ranges of numeric fields, by dotted name: (low, high, what). ``low``/``high`` are inclusive; None = open.
+#: A numeric field not listed here must be finite and (for integers) >= 0, so new fields are checked without an entry.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "latent_dim": (1, 4096), "batch_size": (2, 1 << 16), "feedback_every": (1, None), "pool_size": (1, None),
+    "image_size": (16, 2048), "finetune_batch": (1, 1 << 16), "eval_samples": (1, None),
+    "checkpoint_every": (1, None), "log_every": (1, None), "threads": (1, 4096), "seed": (0, 2**40),
+    "max_elevation": (0.0, math.pi / 2), "max_roll": (0.0, math.pi), "k_max": (1e-6, math.pi),
+    "w1": (0.0, None), "w2": (0.0, None), "c": (0.0, None), "d": (1e-9, None), "w_spread": (0.0, None),
+    "lr_g": (1e-12, None), "lr_d": (1e-12, None), "lr_p": (1e-12, None), "grad_clip": (1e-12, None),
+    "camera_distance": (1e-3, 1e3), "source_mix": (0.0, 1.0 - 1e-9), "test_fraction": (1e-9, 1.0 - 1e-9),
+    "pretrain.batch_size": (2, 1 << 16), "pretrain.lr": (1e-12, None), "pretrain.eval_every": (1, None),
+    "pretrain.val_samples": (1, None),
+}
+
+#: Fields that take one of a few words.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "scenario": ("ood", "ind"), "feedback": FEEDBACK_MODES, "feedback_shape": FEEDBACK_SHAPES,
+    "finetune": FINETUNE_MODES, "viewpoint_param": VIEWPOINT_PARAMS,
+}
+
+
+def _range_text(name: str, integer: bool) -> str:
+    lo, hi = RANGES.get(name, (0 if integer else None, None))
+    if lo is not None and hi is not None:
+        return f"in [{lo:g}, {hi:g}]"
+    if lo is not None:
+        return f">= {lo:g}"
+    return f"<= {hi:g}" if hi is not None else "finite"
+
+
+def _expected(hint: Any, name: str) -> str:
+    """A readable description of what a field accepts."""
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return " or ".join(_expected(a, name) for a in inner) + " (or unset)"
+    if hint is bool:
+        return "true or false"
+    if hint is int:
+        return f"an integer {_range_text(name, True)}"
+    if hint is float:
+        return f"a number {_range_text(name, False)}"
+    if hint is str:
+        return "one of " + ", ".join(f"'{c}'" for c in CHOICES[name]) if name in CHOICES else "a string"
+    if origin is dict or hint is dict:
+        return "a table of KEY = VALUE options"
+    if dataclasses.is_dataclass(hint):
+        return f"a table of {name} settings (e.g. {name}.{dataclasses.fields(hint)[0].name} = ...)"
+    return str(hint)
+
+
+def _bad(name: str, value: Any, hint: Any) -> ConfigError:
+    shown = repr(value) if not isinstance(value, float) else f"{value:g}"
+    return ConfigError(f"invalid configuration value {name} = {shown}: expected {_expected(hint, name)}.")
+
+
+def _check_field(name: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against the field's type hint and ``RANGES``/``CHOICES``; returns it normalised (int -> float
+    for float fields, tables -> nested dataclasses)."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            try:
+                return _check_field(name, value, inner[0])
+            except ConfigError:
+                raise _bad(name, value, hint) from None
+        return value
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _bad(name, value, hint)
+        return value
+    if hint is int or hint is float:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if hint is float:
+            ok = ok or isinstance(value, float)
+        if not ok or (isinstance(value, float) and not math.isfinite(value)):
+            raise _bad(name, value, hint)
+        lo, hi = RANGES.get(name, (0 if hint is int else None, None))
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise _bad(name, value, hint)
+        return float(value) if hint is float else value
+    if hint is str:
+        if not isinstance(value, str) or (name in CHOICES and value not in CHOICES[name]):
+            raise _bad(name, value, hint)
+        return value
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise _bad(name, value, hint)
+        return value
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            check_fields(value, prefix=f"{name}.")
+            return value
+        if not isinstance(value, dict):
+            raise _bad(name, value, hint)
+        return _from_table(hint, value, prefix=f"{name}.")
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def check_fields(obj: Any, prefix: str = "") -> None:
+    """Check (and normalise in place) every field of a config dataclass against its type hint and range."""
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = _check_field(prefix + f.name, getattr(obj, f.name), hints[f.name])
+        object.__setattr__(obj, f.name, value)
+
+
+def _from_table(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build ``cls`` from a mapping, refusing unknown keys (with the closest match) and checking every value."""
+    if not isinstance(data, dict):
+        where = f"[{prefix.rstrip('.')}]" if prefix else "the configuration"
+        raise ConfigError(f"{where} must be a table of KEY = VALUE settings; got {type(data).__name__} {data!r:.60}.")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in set(data) - known)
+    if unknown:
+        import difflib
+
+        hints = [f"{prefix}{u} (did you mean {prefix}{difflib.get_close_matches(u, known, 1)[0]}?)"
+                 if difflib.get_close_matches(u, known, 1) else f"{prefix}{u}" for u in unknown]
+        raise ConfigError(f"unknown configuration keys: {', '.join(hints)}.")
+    return cls(**data)
 
 
 def resolve_device(device: str) -> str:
@@ -38,6 +177,9 @@ class PretrainConfig:
     val_samples: int = 256  # source-domain renders for the validation curve
     cache: bool = True  # reuse a pre-trained model of the same configuration from the cache folder
 
+    def __post_init__(self) -> None:
+        check_fields(self, prefix="pretrain.")
+
 
 @dataclass
 class RunConfig:
@@ -47,6 +189,7 @@ class RunConfig:
     renderer: Any = "primitives"
     renderer_checkpoint: str | None = None
     renderer_options: dict[str, Any] = field(default_factory=dict)
+    renderer_random_weights: bool = False  # allow a renderer that needs a trained checkpoint (A-NeRF) to run without one
     estimator: Any = "simple"
     estimator_checkpoint: str | None = None
     estimator_options: dict[str, Any] = field(default_factory=dict)
@@ -109,6 +252,9 @@ class RunConfig:
     threads: int | None = None
     device: str = "auto"  # torch device for G, D, the renderer and the estimator: auto (cuda if visible), cpu, cuda:1
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+
     @property
     def torch_device(self) -> torch.device:
         """The run's device, with ``auto`` resolved."""
@@ -124,23 +270,21 @@ class RunConfig:
             if not cond:
                 raise ConfigError(msg)
 
-        need(self.scenario in ("ood", "ind"), f"scenario must be 'ood' or 'ind'; got '{self.scenario}'.")
-        need(self.feedback in FEEDBACK_MODES, f"feedback must be one of {', '.join(FEEDBACK_MODES)}; got '{self.feedback}'.")
-        need(self.feedback_shape in FEEDBACK_SHAPES,
-             f"feedback_shape must be one of {', '.join(FEEDBACK_SHAPES)}; got '{self.feedback_shape}'.")
-        need(self.finetune in FINETUNE_MODES, f"finetune must be one of {', '.join(FINETUNE_MODES)}; got '{self.finetune}'.")
-        for name in ("iters", "samples", "eval_samples", "latent_dim"):
-            need(getattr(self, name) >= 0, f"{name} must be >= 0; got {getattr(self, name)}.")
-        need(self.feedback_start is None or self.feedback_start >= 0,
-             f"feedback_start must be >= 0 (or unset); got {self.feedback_start}.")
-        need(self.finetune_batch >= 1, f"finetune_batch must be >= 1; got {self.finetune_batch}.")
-        need(self.batch_size >= 2, f"batch_size must be >= 2 (BatchNorm in G); got {self.batch_size}.")
-        need(self.image_size >= 16, f"image_size must be >= 16 pixels; got {self.image_size}.")
-        need(0.0 <= self.source_mix < 1.0, f"source_mix must be in [0, 1); got {self.source_mix}.")
-        need(0.0 < self.test_fraction < 1.0, f"test_fraction must be in (0, 1); got {self.test_fraction}.")
-        need(self.camera_distance > 0, f"camera_distance must be positive metres; got {self.camera_distance}.")
-        need(self.feedback_every >= 1 and self.checkpoint_every >= 1 and self.log_every >= 1,
-             "feedback_every, checkpoint_every and log_every must be >= 1.")
+        check_fields(self)  # attributes may have been changed since construction
+        from .interfaces import Estimator, Renderer
+
+        for name, base in (("renderer", Renderer), ("estimator", Estimator)):
+            value = getattr(self, name)
+            need(isinstance(value, (str, base)),
+                 f"invalid configuration value {name} = {value!r:.60}: expected a plugin name (see `posegen plugins`) "
+                 f"or a posegen_core.{base.__name__}.")
+        need(self.samples > 0 or self.finetune in ("loop", "none"),
+             f"samples = 0 writes no dataset, so finetune = '{self.finetune}' would have nothing to fine-tune on and "
+             "the run would report after = before; set samples >= 1, or finetune = 'none' (GAN and evaluation only) "
+             "or 'loop' (fine-tuning inside the GAN loop).")
+        need(self.feedback_start is None or self.feedback_start <= self.iters,
+             f"feedback_start = {self.feedback_start} is after the last of the {self.iters} iterations: no step would "
+             "get feedback; lower it (or unset it for the default, five sixths of iters).")
         try:
             device = self.torch_device
         except RuntimeError:
@@ -160,29 +304,25 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            import difflib
-
-            hints = [f"{u} (did you mean {difflib.get_close_matches(u, known, 1)[0]}?)"
-                     if difflib.get_close_matches(u, known, 1) else u for u in unknown]
-            raise ConfigError(f"unknown configuration keys: {', '.join(hints)}.")
-        pre = data.pop("pretrain", {}) or {}
-        pknown = {f.name for f in dataclasses.fields(PretrainConfig)}
-        if set(pre) - pknown:
-            raise ConfigError(f"unknown [pretrain] keys: {', '.join(sorted(set(pre) - pknown))}.")
-        return cls(**data, pretrain=PretrainConfig(**pre))
+        """Build from a mapping (TOML, JSON, ``--set``): unknown keys and wrong values raise ConfigError."""
+        return _from_table(cls, data)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"configuration file not found: {path}.")
-        text = path.read_text()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); save the configuration as UTF-8.") from None
+        except OSError as e:
+            raise ConfigError(f"could not read {path}: {e.strerror or e}.") from None
         try:
             data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"could not parse {path}: {e}") from None
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as e:
+            kind = "JSON" if path.suffix == ".json" else "TOML"
+            raise ConfigError(f"could not parse {path} as {kind}: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a table of settings (a JSON object); got a {type(data).__name__}.")
         return cls.from_dict(data)

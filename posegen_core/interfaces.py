@@ -18,7 +18,7 @@ from torch import nn
 from . import skeleton
 from .camera import Intrinsics
 from .errors import CheckpointError, DataError
-from .validation import check_tensor
+from .validation import check_images, check_tensor
 
 
 # --------------------------------------------------------------------------------------------------- renderer
@@ -36,6 +36,9 @@ class Renderer(nn.Module, abc.ABC):
     """
 
     differentiable: ClassVar[bool] = False
+    #: True when the renderer's output means nothing without trained weights (A-NeRF): runs refuse it without a
+    #: checkpoint unless the user asks for random weights (``renderer_random_weights``).
+    needs_checkpoint: ClassVar[bool] = False
 
     def forward(
         self,
@@ -49,6 +52,9 @@ class Renderer(nn.Module, abc.ABC):
         check_tensor(rotations, "rotations", (joints.shape[0], skeleton.NUM_JOINTS, 3, 3))
         if not isinstance(intrinsics, Intrinsics):
             raise TypeError(f"intrinsics must be a posegen_core.Intrinsics; got {type(intrinsics).__name__}.")
+        if joints.shape[0] == 0:  # an empty batch renders to empty images, whatever the plugin would do with it
+            h, w = intrinsics.height, intrinsics.width
+            return RenderOutput(joints.new_zeros(0, 3, h, w), joints.new_zeros(0, 1, h, w))
         return self.render(joints, rotations, intrinsics, subject=subject, generator=generator)
 
     @abc.abstractmethod
@@ -87,6 +93,12 @@ def thresholded_joint_loss(pred: torch.Tensor, target: torch.Tensor, threshold: 
     return per_sample.mean()
 
 
+def _check_estimator_input(module: nn.Module, args: tuple[Any, ...]) -> None:
+    """Images reaching any estimator are (B, 3, H, W), finite, in [0, 1] (NaN images would give NaN joints silently)."""
+    if args and isinstance(args[0], torch.Tensor):
+        check_images(args[0].detach())
+
+
 class Estimator(nn.Module, abc.ABC):
     """A 3D pose estimator: images (B, 3, H, W) in [0, 1] -> EstimatorOutput.
 
@@ -96,6 +108,10 @@ class Estimator(nn.Module, abc.ABC):
 
     name: ClassVar[str] = "estimator"
     input_size: ClassVar[int] = 224
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register_forward_pre_hook(_check_estimator_input)  # the contract boundary, for every estimator plugin
 
     @abc.abstractmethod
     def forward(self, images: torch.Tensor) -> EstimatorOutput: ...

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import _compat_pickle
+import importlib
 import io
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -111,3 +114,154 @@ def load_state_dict_strict(
     ok = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     module.load_state_dict(ok, strict=False)
     return report
+
+
+# ------------------------------------------------------------------------------------------------ model pickles
+class _ArrayLike:
+    """Stands in for an object an official model pickle stores (chumpy ``Ch``, a scipy sparse matrix) without importing
+    or running its class: unpickling only records its state, which ``_plain`` turns into numpy arrays."""
+
+    kind = ""
+
+    def __setstate__(self, state: Any) -> None:  # BUILD: keep the state, run nothing
+        self.state = state
+
+
+class _Chumpy(_ArrayLike):
+    kind = "chumpy"
+
+
+class _Sparse(_ArrayLike):
+    kind = "sparse"
+    format = ""  # csc, csr or coo: the class the pickle named
+
+
+_SPARSE = {f: type(f"_Sparse_{f}", (_Sparse,), {"format": f}) for f in ("csc", "csr", "coo")}
+
+
+def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
+    """``copyreg._reconstructor`` (protocol 0/1 pickles of new-style objects), limited to the stand-ins above."""
+    import builtins
+
+    if not (isinstance(cls, type) and issubclass(cls, _ArrayLike)) or base is not builtins.object or state is not None:
+        raise UnsafePickleError("copyreg._reconstructor with disallowed arguments")
+    return object.__new__(cls)
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles written by Python 3 use it for bytes (array data), latin-1 only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError("_codecs.encode with arguments other than (str, 'latin1')")
+    return text.encode("latin1")
+
+
+class UnsafePickleError(Exception):
+    """A pickle asks for a class the model-file unpickler does not allow."""
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    import builtins
+
+    import numpy as np
+
+    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy.core.multiarray._reconstruct (numpy 1 and 2)
+    scalar = np.float64(0).__reduce__()[0]  # numpy.core.multiarray.scalar
+    frombuffer = None  # protocol-5 pickles of arrays (numpy._core in numpy 2, numpy.core before)
+    for module in ("numpy._core.numeric", "numpy.core.numeric"):
+        try:
+            frombuffer = getattr(importlib.import_module(module), "_frombuffer", None)
+            break
+        except ImportError:
+            continue
+    allowed: dict[tuple[str, str], Any] = {}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = scalar
+        if frombuffer is not None:
+            allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    allowed[("numpy", "ndarray")] = np.ndarray
+    allowed[("numpy", "dtype")] = np.dtype
+    allowed[("copyreg", "_reconstructor")] = _reconstructor
+    allowed[("_codecs", "encode")] = _latin1_bytes
+    for name in ("object", "set", "frozenset", "list", "dict", "tuple"):
+        allowed[("builtins", name)] = getattr(builtins, name)
+    return allowed
+
+
+_SPARSE_CLASSES = ("csc_matrix", "csr_matrix", "coo_matrix", "csc_array", "csr_array", "coo_array")
+
+
+class _ModelUnpickler(pickle.Unpickler):
+    """Resolves only numpy arrays/dtypes, plain containers, and stand-ins for chumpy and scipy.sparse objects."""
+
+    def __init__(self, file: Any, allowed: dict[tuple[str, str], Any]) -> None:
+        super().__init__(file, encoding="latin1")  # the official SMPL files are Python-2 pickles
+        self.allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _compat_pickle.NAME_MAPPING:  # Python-2 names (copy_reg, __builtin__), as pickle maps them
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+        if (module, name) in self.allowed:
+            return self.allowed[(module, name)]
+        if module == "chumpy" or module.startswith("chumpy."):
+            return _Chumpy
+        if (module == "scipy.sparse" or module.startswith("scipy.sparse.")) and name in _SPARSE_CLASSES:
+            return _SPARSE[name[:3]]
+        raise UnsafePickleError(f"{module}.{name}")
+
+
+def _plain(value: Any, path: Path, key: str) -> Any:
+    """Stand-ins -> numpy arrays (chumpy ``Ch``: its ``x``; sparse: densified from data/indices/indptr or row/col)."""
+    import numpy as np
+
+    if not isinstance(value, _ArrayLike):
+        return value
+    state = getattr(value, "state", None)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: '{key}' is a {value.kind} object without readable state.")
+    if value.kind == "chumpy":
+        if "x" not in state or not isinstance(state["x"], np.ndarray):
+            raise CheckpointError(
+                f"{path}: '{key}' is a chumpy expression, not a stored array; convert the file to .npz with chumpy "
+                "installed (np.savez(out, **{k: np.asarray(v) for k, v in model.items()}))."
+            )
+        return np.asarray(state["x"])
+    import scipy.sparse as sp
+
+    shape = state.get("_shape", state.get("shape"))
+    try:
+        if value.format in ("csc", "csr"):
+            cls = sp.csr_matrix if value.format == "csr" else sp.csc_matrix
+            return cls((state["data"], state["indices"], state["indptr"]), shape=shape).toarray()
+        return sp.coo_matrix((state["data"], (state["row"], state["col"])), shape=shape).toarray()
+    except Exception as e:
+        raise CheckpointError(f"{path}: '{key}' is a damaged sparse matrix ({type(e).__name__}: {e}).") from None
+
+
+def load_model_pickle(path: str | Path, what: str = "model file") -> dict[str, Any]:
+    """Read a model dictionary pickled like the official SMPL/SMPL-X files, without running any code from it.
+
+    Only numpy arrays, dtypes and scalars, plain containers, chumpy ``Ch`` arrays (read as their stored values, without
+    importing chumpy) and scipy sparse matrices (densified) are allowed; any other class raises CheckpointError naming
+    the file and the class, before anything of the pickle has run.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = _ModelUnpickler(f, _allowed_globals()).load()
+    except UnsafePickleError as e:
+        raise CheckpointError(
+            f"{path}: refusing to load the {what}: its pickle asks for {e}, which a model file never needs (it could "
+            "run code). Use the official file, or its .npz conversion."
+        ) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, UnicodeDecodeError) as e:
+        raise CheckpointError(
+            f"could not read {what} {path}: {type(e).__name__}: {e}. The file may be truncated or not a model "
+            "pickle; download it again (or use its .npz)."
+        ) from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path} holds a {type(raw).__name__}, not a {what} dictionary.")
+    return {str(k): _plain(v, path, str(k)) for k, v in raw.items()}

@@ -7,14 +7,14 @@ every random draw comes from generators whose state is checkpointed, ends with t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
 import platform
-import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +50,19 @@ from .plugins import (
     get_registry,
 )
 from .pretrain import cache_dir, cache_key, pretrain_estimator, supervised_loss
+from .run_folder import (
+    acquire_lock,
+    check_out_folder,
+    check_resume_config,
+    check_state,
+    ensure_finite,
+    last_good_checkpoint,
+    non_finite_entries,
+    release_lock,
+    replace_run_folder,
+    started_config,
+    write_marker,
+)
 from .scene import (
     PoseSplit,
     SceneBatch,
@@ -60,6 +73,7 @@ from .scene import (
     source_viewpoints,
     split_by_take,
 )
+from .validation import check_renderer_weights
 
 STAGES = ("gan", "dataset", "finetune", "evaluate", "done")
 
@@ -186,8 +200,11 @@ def _pretrained_from_scratch(
     })
     cached = cache_dir() / "pretrained" / f"{cfg.estimator}-{key}.pt"
     if cfg.pretrain.cache and cached.is_file():
-        log(f"pre-trained {cfg.estimator} from the cache: {cached}")
-        return create_estimator(cfg.estimator, checkpoint=cached, **cfg.estimator_options).to(device)
+        est = create_estimator(cfg.estimator, checkpoint=cached, **cfg.estimator_options).to(device)
+        if not non_finite_entries(est.state_dict()):
+            log(f"pre-trained {cfg.estimator} from the cache: {cached}")
+            return est
+        log(f"ignoring the cached model {cached}: it holds NaN/inf weights; pre-training again")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "random weights" is expected: we are about to pre-train
         est = create_estimator(cfg.estimator, **cfg.estimator_options).to(device)
@@ -196,8 +213,10 @@ def _pretrained_from_scratch(
         est, renderer, body, train, cfg.pretrain, cfg.image_size, cfg.camera_distance, stage_seed(cfg.seed, "pretrain"),
         subject=cfg.subject,
         log=lambda row: log(f"  pretrain step {row['step']}: loss {row['loss']:.4f}, val MPJPE {row['val_mpjpe_mm']:.1f} mm"),
+        say=log,
     )
     if cfg.pretrain.cache:
+        ensure_finite(est.state_dict(), f"the pre-trained {cfg.estimator} to the cache")
         est.save_checkpoint(cached, curve=curve)
     return est
 
@@ -217,13 +236,11 @@ class PoseGenRun:
         from .progress import Reporter
 
         self.reporter = Reporter(console)
-        if not resume and self.run_dir.exists() and any(self.run_dir.iterdir()):
-            if not overwrite:
-                raise ConfigError(
-                    f"{self.run_dir} already holds files. Pass --resume {self.run_dir} to continue that run, "
-                    "--overwrite to replace it, or --out with a new folder."
-                )
-            shutil.rmtree(self.run_dir)
+        check_renderer_weights(cfg.renderer, cfg.renderer_checkpoint or cfg.renderer_options.get("checkpoint"),
+                               cfg.renderer_random_weights)
+        if not resume:  # nothing is deleted here: run() replaces an earlier run only once the new parts are built
+            check_out_folder(self.run_dir, overwrite)
+        self.overwrite = overwrite
         self.resuming = resume
 
     def _check_plugin_names(self) -> None:
@@ -249,6 +266,7 @@ class PoseGenRun:
         if not cfg_path.is_file():
             raise ConfigError(f"{run_dir} is not a posegen run folder (no config.json); nothing to resume.")
         cfg = RunConfig.from_file(cfg_path)
+        check_resume_config(run_dir, started_config(run_dir), cfg.to_dict())
         return cls(cfg, run_dir, resume=True, console=console)
 
     # -- bookkeeping -----------------------------------------------------------------------------------
@@ -267,7 +285,10 @@ class PoseGenRun:
         order = {s: i for i, s in enumerate(("pretrain",) + STAGES)}
         keep = []
         for line in path.read_text().splitlines():
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line half-written when the process was killed
+                continue
             s, k = order.get(row.get("stage", ""), 0), row.get("step", 0)
             if s < order[stage] or (s == order[stage] and k <= step):
                 keep.append(line)
@@ -294,12 +315,9 @@ class PoseGenRun:
         cfg = self.cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not self.resuming:
-            atomic_write_json(cfg.to_dict(), self.run_dir / "config.json")
         t0 = time.time()
-        with self.reporter:
-            self.parts = build_parts(cfg, self.run_dir, self.log)
+        with self.reporter, self._holding_lock():
+            self.parts = self._build_then_open_folder()
             self._write_manifest()
             hook = get_registry().manager.hook
             hook.posegen_run_start(config=cfg, run_dir=self.run_dir)
@@ -322,6 +340,31 @@ class PoseGenRun:
         hook.posegen_run_end(result=result)
         return result
 
+    @contextlib.contextmanager
+    def _holding_lock(self) -> Iterator[None]:
+        """Releases the run folder's writer lock (taken in ``_build_then_open_folder``) however the run ends."""
+        self._lock = None
+        try:
+            yield
+        finally:
+            release_lock(self._lock)
+
+    def _build_then_open_folder(self) -> Parts:
+        """Resuming: lock the folder, then build. A new run: build (and so validate) every input first, and only then
+        replace an earlier run (run_folder's contract) and write config.json, so that a typo never costs that run."""
+        if self.resuming:
+            self._lock = acquire_lock(self.run_dir)
+            return build_parts(self.cfg, self.run_dir, self.log)
+        parts = build_parts(self.cfg, None, self.log)
+        check_out_folder(self.run_dir, self.overwrite)
+        replace_run_folder(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = acquire_lock(self.run_dir)
+        write_marker(self.run_dir, self.cfg.to_dict())
+        atomic_write_json(self.cfg.to_dict(), self.run_dir / "config.json")
+        parts.estimator.save_checkpoint(self.ckpt_dir / "estimator_pretrained.pt")
+        return parts
+
     # -- training state --------------------------------------------------------------------------------
     def _init_training(self) -> None:
         cfg, p = self.cfg, self.parts
@@ -341,14 +384,19 @@ class PoseGenRun:
         self.real = p.split.train
 
     def _save_state(self) -> None:
-        atomic_torch_save({
+        state = {
             "stage": self.stage, "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
             "P": self.P.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "opt_p": self.opt_p.state_dict(), "pool": self.pool.state_dict(), "rng": self.rng.get_state(),
-        }, self.state_path)
+            "config": json.loads(json.dumps(self.cfg.to_dict(), default=str)),  # plain types for weights_only loading
+        }
+        ensure_finite({k: state[k] for k in ("G", "D", "P")}, f"the run checkpoint {self.state_path}")
+        atomic_torch_save(state, self.state_path)
 
     def _load_state(self) -> None:
         s = load_checkpoint_file(self.state_path, what="run checkpoint")
+        check_state(s, self.state_path, STAGES)
+        check_resume_config(self.run_dir, s.get("config"), self.cfg.to_dict())
         self.stage, self.step = s["stage"], int(s["step"])
         self.G.load_state_dict(s["G"])
         self.D.load_state_dict(s["D"])
@@ -364,9 +412,8 @@ class PoseGenRun:
         if bad:
             self._metric({"stage": self.stage, "step": self.step + 1, "error": f"non-finite {', '.join(bad)}"})
             raise TrainingError(
-                f"{', '.join(bad)} became NaN/inf at step {self.step + 1} of stage '{self.stage}'. The last good "
-                f"checkpoint is {self.state_path}; lower the learning rates (lr_g, lr_d, lr_p) and "
-                f"continue with --resume {self.run_dir}, or start again."
+                f"{', '.join(bad)} became NaN/inf at step {self.step + 1} of stage '{self.stage}'. "
+                f"{last_good_checkpoint(self.state_path, self.run_dir)} (lr_g, lr_d, lr_p)."
             )
 
     # -- stage 1: G and D with feedback ------------------------------------------------------------------

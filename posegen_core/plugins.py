@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import interfaces
-from .errors import PluginError, PluginNotFoundError
+from .errors import PluginError, PluginNotFoundError, PosegenError
 from .hookspecs import PROJECT, Hookspecs
 
 ENTRY_POINT_GROUP = "posegen"
@@ -99,7 +99,7 @@ class PluginRegistry:
 
             try:
                 impl.function(register=register)
-            except Exception as e:
+            except (Exception, SystemExit) as e:
                 self._fail(impl.plugin_name, dist, e)
 
     def _fail(self, source: str, dist: str, e: BaseException) -> None:
@@ -173,7 +173,7 @@ def _register_module(registry: PluginRegistry, module: Any, name: str, dist: tup
     for sub in getattr(module, "PLUGIN_MODULES", ()) or ():
         try:
             _register_module(registry, importlib.import_module(sub), sub, dist)
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # a plugin calling sys.exit on import is a load failure too
             registry._fail(sub, dist[0], e)
 
 
@@ -185,13 +185,13 @@ def build_registry(extra_plugins: tuple[Any, ...] = ()) -> PluginRegistry:
         try:
             module = ep.load()
             _register_module(registry, module, module.__name__, dist)
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # a plugin calling sys.exit on import is a load failure too
             registry._fail(f"{ep.name} = {ep.value}", dist[0], e)
     for module in extra_plugins:
         name = getattr(module, "__name__", repr(module))
         try:
             _register_module(registry, module, name, ("", ""))
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # a plugin calling sys.exit on import is a load failure too
             registry._fail(name, "", e)
     _check_hook_names(registry)
     for kind in KINDS:
@@ -255,7 +255,12 @@ def create(kind: str, name: str, **options: Any) -> Any:
             raise PluginError(
                 f"could not build {kind} '{name}' with options {sorted(options)}: {e}. Accepted: {sig}"
             ) from None
-    built = info.factory(**options)
+    try:
+        built = info.factory(**options)
+    except Exception as e:  # not disguised (the plugin's own error type stays), but it names the plugin it came from
+        if not isinstance(e, PosegenError):
+            e.add_note(f"(raised while building {kind} '{name}' from {info.plugin or 'its plugin'})")
+        raise
     base = KINDS[kind][1]
     if not isinstance(built, base):
         raise PluginError(

@@ -18,6 +18,25 @@ def _fmt(row: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
+_active: list["Reporter"] = []  # the reporters whose display is open (innermost last)
+
+
+def active_reporter() -> "Reporter | None":
+    """The progress display in use, so that deeper code (pre-training) can add its bar to it rather than open a second
+    live display."""
+    return _active[-1] if _active else None
+
+
+def format_duration(seconds: float) -> str:
+    """``1 h 05 min``, ``12 min``, ``40 s``."""
+    seconds = max(0.0, seconds)
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(round(seconds / 60))} min"
+    return f"{int(round(seconds))} s"
+
+
 class Reporter:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
@@ -29,9 +48,12 @@ class Reporter:
 
     def __enter__(self) -> "Reporter":
         self.progress.__enter__()
+        _active.append(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self in _active:
+            _active.remove(self)
         self.progress.__exit__(*exc)
 
     def log(self, msg: str) -> None:

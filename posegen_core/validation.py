@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -39,11 +40,34 @@ def check_tensor(
 
 def check_images(images: object, name: str = "images") -> torch.Tensor:
     """Images follow the contract: (B, 3, H, W), float, values in [0, 1]."""
-    images = check_tensor(images, name, (None, 3, None, None), hint="Images are (B, 3, H, W), RGB, float in [0, 1].")
-    lo, hi = float(images.min()), float(images.max())
+    images = check_tensor(images, name, (None, 3, None, None), finite=False,
+                          hint="Images are (B, 3, H, W), RGB, float in [0, 1].")
+    if images.numel() == 0:
+        return images
+    lo_t, hi_t = torch.aminmax(images)  # one pass; NaN and inf show up in the extremes
+    lo, hi = float(lo_t), float(hi_t)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ShapeError(f"{name} contains NaN or infinite values; check the poses or cameras that produced it.")
     if lo < -1e-3 or hi > 1.0 + 1e-3:
         raise ShapeError(
             f"{name} must hold values in [0, 1]; got range [{lo:.3g}, {hi:.3g}]. "
             "Divide 8-bit images by 255 and do not normalise them: each estimator normalises its own input."
         )
     return images
+
+
+def check_renderer_weights(renderer: object, checkpoint: object, random_weights: bool) -> None:
+    """Refuse a renderer that needs trained weights (``Renderer.needs_checkpoint``) when none are given: its images
+    would be noise, and hours of pre-training and feedback on them would be wasted. ``random_weights`` overrides."""
+    if not isinstance(renderer, str) or checkpoint or random_weights:
+        return
+    from .errors import ConfigError
+    from .plugins import get_registry
+
+    factory = get_registry().get("renderer", renderer).factory
+    if getattr(factory, "needs_checkpoint", False):
+        raise ConfigError(
+            f"the {renderer} renderer needs a trained checkpoint (--renderer-checkpoint PATH); without one its images "
+            "are noise from random weights. To run it with random weights anyway (tests, timing), pass "
+            "--random-renderer-weights (renderer_random_weights = true)."
+        )

@@ -51,11 +51,11 @@ def test_unknown_key_suggests_the_closest(tmp_path):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"scenario": "max"}, "scenario must be 'ood' or 'ind'"),
-    ({"feedback": "pixels"}, "feedback must be one of render, pose, none"),
-    ({"image_size": 8}, "image_size must be >= 16"),
-    ({"source_mix": 1.0}, r"source_mix must be in \[0, 1\)"),
-    ({"feedback_shape": "band"}, "feedback_shape must be one of linear, hinge, target"),
+    ({"scenario": "max"}, "scenario = 'max': expected one of 'ood', 'ind'"),
+    ({"feedback": "pixels"}, "feedback = 'pixels': expected one of 'render', 'pose', 'none'"),
+    ({"image_size": 8}, r"image_size = 8: expected an integer in \[16, 2048\]"),
+    ({"source_mix": 1.0}, r"source_mix = 1: expected a number in \[0, 1\]"),
+    ({"feedback_shape": "band"}, "feedback_shape = 'band': expected one of 'linear', 'hinge', 'target'"),
     ({"device": "gpu0"}, "device must be a torch device such as cpu, cuda"),
 ])
 def test_invalid_values_are_explained(bad, message):

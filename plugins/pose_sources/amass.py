@@ -12,6 +12,7 @@ Body joint rotations are relative to their parents and need no change.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,8 +59,9 @@ def read_amass_file(path: Path, step: int | None, fps: float | None, max_frames:
                     "poses (N, 72|156|165), mocap_framerate, trans and betas."
                 )
             poses = np.asarray(data["poses"])
-            rate = float(np.asarray(data["mocap_framerate"])) if "mocap_framerate" in keys else (
-                float(np.asarray(data["mocap_frame_rate"])) if "mocap_frame_rate" in keys else 0.0)
+            rate_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in keys), None)
+            rate_raw = np.asarray(data[rate_key]) if rate_key else None
+            trans = np.asarray(data["trans"]) if "trans" in keys else None
     except pg.DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
@@ -76,8 +78,28 @@ def read_amass_file(path: Path, step: int | None, fps: float | None, max_frames:
         raise pg.DataError(f"{path}: 'poses' holds no frames. Remove the file or pass another one.")
     if not np.issubdtype(poses.dtype, np.floating) or not np.isfinite(poses).all():
         raise pg.DataError(f"{path}: 'poses' must hold finite floating-point axis-angle values.")
-    if step is None:
-        step = max(1, int(round(rate / fps))) if (fps and rate > 0) else 1
+    if trans is not None and (trans.ndim != 2 or trans.shape[0] != poses.shape[0]):
+        raise pg.DataError(
+            f"{path}: 'trans' has shape {trans.shape} but 'poses' has {poses.shape[0]} frames; expected (N, 3) with the "
+            "same N. The file is damaged; download it again."
+        )
+    rate = 0.0
+    if rate_raw is not None:
+        if rate_raw.size != 1 or rate_raw.dtype.kind not in "fiu" or not math.isfinite(float(rate_raw.reshape(-1)[0])) \
+                or float(rate_raw.reshape(-1)[0]) <= 0:
+            raise pg.DataError(
+                f"{path}: '{rate_key}' is {rate_raw.tolist()!r}; expected the capture rate in frames per second (a "
+                "positive number). Pass step=K to subsample without it, or fix the file."
+            )
+        rate = float(rate_raw.reshape(-1)[0])
+    if step is None and fps:
+        if rate_raw is None:
+            raise pg.DataError(
+                f"{path} has no mocap_framerate, so fps={fps:g} cannot choose which frames to keep; pass step=K "
+                "(keep every K-th frame) or fps=None (keep all)."
+            )
+        step = max(1, int(round(rate / fps)))
+    step = step or 1
     poses = poses[::step]
     if max_frames is not None:
         poses = poses[:max_frames]

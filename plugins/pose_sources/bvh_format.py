@@ -6,6 +6,7 @@ independent reference. Angles in BVH files are degrees; lengths are in the file'
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,12 +165,24 @@ def read_bvh(
         frame_time = float(header[1].split(":", 1)[1])
     except ValueError:
         raise _tokens_error(path, f"unreadable frame header {header}") from None
-    if target_fps and frame_time > 0:
+    if not (math.isfinite(frame_time) and frame_time > 0):
+        raise _tokens_error(path, f"'Frame Time: {header[1].split(':', 1)[1].strip()}' must be a positive number of "
+                                  "seconds (e.g. 0.0083333 for 120 fps)")
+    if declared < 0:
+        raise _tokens_error(path, f"'Frames: {declared}' must be a frame count >= 0")
+    if target_fps:
         step = max(1, int(round(1.0 / frame_time / target_fps)))
     rows = [ln for ln in lines[3:] if ln.strip()]
     total = len(rows)
     if total == 0:
         raise pg.DataError(f"{path} has no motion frames (the file declares {declared}). Use a BVH file with motion.")
+    if total != declared:
+        raise _tokens_error(path, f"'Frames: {declared}' but the MOTION section holds {total} frame lines "
+                                  f"({'the file may be truncated' if total < declared else 'extra lines follow'}); "
+                                  "copy the file again or fix its Frames line")
+    if len(rows[-1].split()) != skeleton.num_channels:
+        raise _tokens_error(path, f"the last frame line holds {len(rows[-1].split())} numbers, not "
+                                  f"{skeleton.num_channels} (the file may be truncated)")
     kept = rows[start::step]
     if max_frames is not None:
         kept = kept[: max(int(max_frames), 0)]

@@ -146,8 +146,8 @@ def render_grid(
 
     if count < 1:
         raise ConfigError(f"--count must be at least 1; got {count}.")
-    if size < 8:
-        raise ConfigError(f"--size must be at least 8 pixels; got {size}.")
+    if not 8 <= size <= 4096:
+        raise ConfigError(f"--size must be between 8 and 4096 pixels; got {size}.")
     if not distance > 0:
         raise ConfigError(f"--distance must be positive metres; got {distance}.")
     view_k = parse_views(views)

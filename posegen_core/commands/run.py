@@ -25,8 +25,12 @@ def parse_set(values: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
             value = raw
         node = out
         *parents, leaf = key.strip().split(".")
+        if not all(parents) or not leaf:
+            raise ConfigError(f"{flag} {item!r}: the key must be a field name such as iters or pretrain.steps.")
         for p in parents:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{flag} {item!r}: {p} was already given a value, so it cannot also hold {key}.")
         node[leaf] = value
     return out
 
@@ -50,6 +54,8 @@ def resolve_config(config_file: str | None, flags: dict[str, Any], sets: tuple[s
 @click.command()
 @click.option("--renderer", help="Renderer plugin (default: primitives).")
 @click.option("--renderer-checkpoint", type=click.Path(dir_okay=False), help="Checkpoint for the renderer (e.g. A-NeRF).")
+@click.option("--random-renderer-weights", "renderer_random_weights", is_flag=True, default=None,
+              help="Run a renderer that needs a trained checkpoint (A-NeRF) with random weights (tests, timing).")
 @click.option("--estimator", help="Estimator plugin (default: simple).")
 @click.option("--estimator-checkpoint", type=click.Path(dir_okay=False),
               help="Pre-trained estimator checkpoint; without one, `simple` is pre-trained (and cached).")

@@ -60,6 +60,7 @@ class ANeRFRenderer(pg.Renderer):
     """
 
     differentiable = True
+    needs_checkpoint = True  # random weights render noise: runs refuse it without a checkpoint unless asked
 
     def __init__(
         self,
