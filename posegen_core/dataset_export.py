@@ -244,8 +244,9 @@ def export_dataset(
                         while len(pending) > 2:  # at most ~3 chunks of pixels in memory; errors surface here
                             pending.pop(0).result()
                     written += m
-                    reporter.update(task, done + written,
-                                    {"images_per_s": written / max(time.time() - t0, 1e-9)})
+                    last = s + m == stop  # one log line per shard when not on a terminal
+                    rate = {"images_per_s": written / max(time.time() - t0, 1e-9)}
+                    reporter.update(task, done + written, rate if last else None)
                 for f in pending:
                     f.result()
                 shard = {key: np.concatenate([f[key] for f in fields]) for key in fields[0]}
