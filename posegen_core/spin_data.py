@@ -4,7 +4,8 @@ SPIN (and code that trains on its data) keeps one npz per dataset with per-sampl
 to the dataset's image root), ``center`` (N, 2) and ``scale`` (N,) of the person box (side = 200 * scale pixels),
 optionally ``pose`` (N, 72) SMPL axis-angle, ``shape`` (N, 10) betas, ``gender`` ('m'/'f'), ``S`` (N, 24, 4) 3D joints
 in metres plus a confidence column, in SPIN's 24-joint order (below), and ``part`` (N, 24, 3) 2D joints. posegen
-writes its generated datasets in the same layout (``write_spin_annotations``) so SPIN/HybrIK training code reads them.
+writes its generated datasets in the same layout (``write_spin_annotations``, with ``part``, the person box, ``has_smpl``
+and the static fits file built here; docs/EXPORT.md) so SPIN's training code reads them.
 
 Evaluation files (SPIN's ``data/dataset_extras``): ``3dpw_test.npz`` (pose, shape, gender), ``h36m_valid_protocol1.npz``
 and ``h36m_valid_protocol2.npz`` (S), ``mpi_inf_3dhp_test.npz`` / ``mpi_inf_3dhp_valid.npz`` (S). The protocols
