@@ -138,7 +138,10 @@ class ExportSettings:
         if self.samples < 1:
             raise ConfigError(f"--samples must be at least 1; got {self.samples}.")
         if self.size < 16:
-            raise ConfigError(f"--size must be at least 16 pixels (SPIN reads 224, HybrIK 256); got {self.size}.")
+            raise ConfigError(
+                f"the export size (--size, or export_size in a run) must be at least 16 pixels (SPIN reads 224, "
+                f"HybrIK 256); got {self.size}."
+            )
         if self.shard_size < CHUNK or self.shard_size % CHUNK:
             raise ConfigError(f"--shard-size must be a positive multiple of {CHUNK}; got {self.shard_size}.")
         if not self.name or any(c in self.name for c in "/\\\0"):
