@@ -5,7 +5,8 @@ with the default renderer, streamed to disk.
 
 Makes a run folder with a freshly initialised generator (poses near rest, viewpoints all around: the renderer's
 cost does not depend on training), runs the real command ``python -m posegen_core.cli export`` in a child process,
-and reports its wall time and peak resident memory (ru_maxrss of the child). The exported dataset goes to a temporary
+and reports its wall time, peak resident memory (ru_maxrss of the child) and CPU time per image (all threads; less
+sensitive than wall time to other jobs on a shared machine). The exported dataset goes to a temporary
 folder that is removed afterwards unless ``--keep`` names one. Targets (issue 12): peak RSS under 2 GB and at least
 200 images/s on the 2-core CPU. The last line is one JSON object.
 """
@@ -59,14 +60,17 @@ def main() -> None:
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             sys.exit(f"export failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: kilobytes
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak_mb = usage.ru_maxrss / 1024  # Linux: kilobytes
+        cpu_s = usage.ru_utime + usage.ru_stime  # all threads: rendering and PNG encoding
         files = list((out / "images").iterdir())
         disk_mb = sum(f.stat().st_size for f in files) / 2**20
         print(proc.stdout.strip().splitlines()[-1])
         result = {
             "benchmark": "export", "samples": args.samples, "size": args.size, "threads": args.threads,
             "wall_s": round(wall, 2), "images_per_s": round(args.samples / wall, 1),
-            "peak_rss_mb": round(peak_mb, 1), "images_written": len(files), "png_mb": round(disk_mb, 1),
+            "peak_rss_mb": round(peak_mb, 1), "cpu_s": round(cpu_s, 1),
+            "cpu_ms_per_image": round(1000 * cpu_s / args.samples, 2), "images_written": len(files), "png_mb": round(disk_mb, 1),
             "load_avg_start": round(load0, 2), "load_avg_end": round(os.getloadavg()[0], 2),
             "targets": {"images_per_s": 200, "peak_rss_mb": 2048},
             "command": " ".join(cmd[1:3] + ["export", "RUN"] + cmd[5:7] + cmd[7:9]),
