@@ -31,7 +31,7 @@ from torch import nn
 
 from .camera import Intrinsics, project, root_relative, to_camera_frame, viewpoint_rotation
 from .errors import ConfigError
-from .io import atomic_write_json
+from .io import atomic_savez, atomic_write_json
 from .rotations import matrix_to_axis_angle
 from .scene import camera_frame_rotations
 
@@ -253,9 +253,7 @@ def export_dataset(
                 for f in pending:
                     f.result()
                 shard = {key: np.concatenate([f[key] for f in fields]) for key in fields[0]}
-                tmp = partial / "shards" / f".{k:05d}.tmp.npz"
-                np.savez(tmp, **shard)
-                os.replace(tmp, _shard_path(partial, k))  # a shard file exists only when its images are all written
+                atomic_savez(_shard_path(partial, k), **shard)  # it exists only once its images are all written
         reporter.done(task)
     finally:
         if own_reporter:
