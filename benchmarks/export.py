@@ -53,7 +53,7 @@ def main() -> None:
         out = args.keep or Path(tmp) / "dataset"
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
         cmd = [sys.executable, "-m", "posegen_core.cli", "export", str(run), "--samples", str(args.samples),
-               "--size", str(args.size), "--out", str(out)]
+               "--size", str(args.size), "--out", str(out), "--threads", str(args.threads)]
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -73,7 +73,7 @@ def main() -> None:
             "cpu_ms_per_image": round(1000 * cpu_s / args.samples, 2), "images_written": len(files), "png_mb": round(disk_mb, 1),
             "load_avg_start": round(load0, 2), "load_avg_end": round(os.getloadavg()[0], 2),
             "targets": {"images_per_s": 200, "peak_rss_mb": 2048},
-            "command": " ".join(cmd[1:3] + ["export", "RUN"] + cmd[5:7] + cmd[7:9]),
+            "command": " ".join(cmd[1:3] + ["export", "RUN"] + cmd[5:9] + cmd[11:13]),
         }
     print(json.dumps(result))
 

@@ -184,6 +184,7 @@ def test_export_command_errors(tmp_path):
         ([str(run), "--out", str(tmp_path / "x"), "--size", "8"], "must be at least 16 pixels"),
         ([str(run), "--out", str(tmp_path / "x"), "--samples", "0"], "--samples must be at least 1"),
         ([str(run), "--out", str(tmp_path / "x"), "--shard-size", "100"], "multiple of 64"),
+        ([str(run), "--out", str(tmp_path / "x"), "--threads", "0"], "--threads must be at least 1"),
     ]
     for args, message in cases:
         r = _export(*args)

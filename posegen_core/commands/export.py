@@ -65,6 +65,7 @@ def export_run(
     images: bool = True,
     device: str = "cpu",
     overwrite: bool = False,
+    threads: int | None = None,
     console: Any = None,
 ) -> dict[str, Any]:
     """Library form of ``posegen export``; returns a summary (folder, samples, size, seconds, images/s)."""
@@ -79,6 +80,10 @@ def export_run(
     from ..progress import Reporter
 
     run_dir = Path(run_dir)
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1; got {threads}.")
+        torch.set_num_threads(threads)
     if not (run_dir / "config.json").is_file():
         raise ConfigError(f"{run_dir} is not a posegen run folder (no config.json); pass the folder `posegen run` wrote.")
     cfg = RunConfig.from_file(run_dir / "config.json")
@@ -127,10 +132,11 @@ def export_run(
 @click.option("--images/--no-images", default=True, show_default=True, help="Write the PNG images.")
 @click.option("--device", default="cpu", show_default=True, help="torch device for G and the renderer (auto, cpu, cuda).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier posegen export in --out.")
-def export(run_dir, out, samples, size, seed, shard_size, name, images, device, overwrite) -> None:
+@click.option("--threads", type=int, help="torch threads for rendering (PNGs are encoded in two more threads).")
+def export(run_dir, out, samples, size, seed, shard_size, name, images, device, overwrite, threads) -> None:
     """Export a finished run's generator as a dataset in SPIN's layout (images/*.png, annotations.npz, fits).
 
     An interrupted export continues from its last complete shard when run again with the same options."""
-    s = export_run(run_dir, out, samples, size, seed, shard_size, name, images, device, overwrite)
+    s = export_run(run_dir, out, samples, size, seed, shard_size, name, images, device, overwrite, threads)
     click.echo(f"wrote {s['folder']}: {s['samples']} samples at {s['size']}x{s['size']} in {s['seconds']} s "
                f"({s['images_per_s']} images/s)")
