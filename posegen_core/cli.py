@@ -58,6 +58,7 @@ CORE_COMMANDS: dict[str, str] = {
     "pretrain": "posegen_core.commands.pretrain:pretrain",
     "render": "posegen_core.commands.render:render",
     "eval": "posegen_core.commands.evaluate:evaluate",
+    "export": "posegen_core.commands.export:export",
 }
 
 

@@ -248,6 +248,8 @@ class RunConfig:
     checkpoint_every: int = 50
     log_every: int = 10
     export_images: bool = True
+    export_size: int | None = None  # pixels of the exported dataset's images; None: what the estimator reads (its
+    # input_size: SPIN 224, HybrIK 256, the default simple CNN 64 = the loop's size), else image_size
     report: bool = True
     threads: int | None = None
     device: str = "auto"  # torch device for G, D, the renderer and the estimator: auto (cuda if visible), cpu, cuda:1

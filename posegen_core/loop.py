@@ -571,33 +571,13 @@ class PoseGenRun:
 
     # -- stage 2: sample, render and export the dataset ----------------------------------------------------
     def make_dataset(self) -> dict[str, torch.Tensor]:
-        """Sample ``cfg.samples`` (theta, K) from the trained G, render and export them. Subclasses may return other
-        data in the same layout, with the same keys (e.g. an oracle's target-like renders); it must be deterministic given the seed."""
-        from .dataset_export import export_dataset
+        """Sample ``cfg.samples`` (theta, K) from the trained G: rendered at the loop's size in memory (for fine-tuning)
+        and exported at ``cfg.export_size`` to ``dataset/`` (posegen_core.dataset_export; the same samples). Subclasses
+        may return other data in the same layout, with the same keys (e.g. an oracle's target-like renders); it must
+        be deterministic given the seed."""
+        from .dataset_export import export_run_dataset
 
-        cfg = self.cfg
-        gen = _generator(cfg.seed, "dataset")
-        self.G.eval()
-        poses, views, images, joints, rotations = [], [], [], [], []
-        with torch.no_grad():
-            for start in range(0, cfg.samples, 256):
-                n = min(256, cfg.samples - start)
-                body_pose, view = self._generate(n, gen, matrix=False)
-                scene = self._scene(body_pose, view, gen)
-                poses.append(body_pose.cpu())
-                views.append(view.cpu())
-                images.append((scene.images.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
-                joints.append(scene.joints.cpu())
-                rotations.append(scene.rotations.cpu())
-        data = {
-            "body_pose": torch.cat(poses), "viewpoint": torch.cat(views), "images": torch.cat(images),
-            "joints": torch.cat(joints), "rotations": torch.cat(rotations),
-        }
-        if self.stage == "dataset" or not (self.run_dir / "dataset" / "annotations.npz").is_file():
-            export_dataset(self.run_dir / "dataset", data, self.parts.intrinsics, self.cfg.camera_distance,
-                           write_images=cfg.export_images)
-            self.log(f"dataset: {cfg.samples} samples written to {self.run_dir / 'dataset'}")
-        return data
+        return export_run_dataset(self)
 
     # -- stage 3: fine-tune the estimator on the generated dataset -------------------------------------------
     def _finetune(self, data: dict[str, torch.Tensor] | None) -> None:

@@ -4,7 +4,8 @@ SPIN (and code that trains on its data) keeps one npz per dataset with per-sampl
 to the dataset's image root), ``center`` (N, 2) and ``scale`` (N,) of the person box (side = 200 * scale pixels),
 optionally ``pose`` (N, 72) SMPL axis-angle, ``shape`` (N, 10) betas, ``gender`` ('m'/'f'), ``S`` (N, 24, 4) 3D joints
 in metres plus a confidence column, in SPIN's 24-joint order (below), and ``part`` (N, 24, 3) 2D joints. posegen
-writes its generated datasets in the same layout (``write_spin_annotations``) so SPIN/HybrIK training code reads them.
+writes its generated datasets in the same layout (``write_spin_annotations``, with ``part``, the person box, ``has_smpl``
+and the static fits file built here; docs/EXPORT.md) so SPIN's training code reads them.
 
 Evaluation files (SPIN's ``data/dataset_extras``): ``3dpw_test.npz`` (pose, shape, gender), ``h36m_valid_protocol1.npz``
 and ``h36m_valid_protocol2.npz`` (S), ``mpi_inf_3dhp_test.npz`` / ``mpi_inf_3dhp_valid.npz`` (S). The protocols
@@ -60,23 +61,29 @@ J24_TO_J14: tuple[int, ...] = J24_TO_J17[:14]
 #: published ones; reports say so.
 SMPL24_TO_J17: tuple[int, ...] = skeleton.SMPL24_TO_LSP14 + (0, 6, 15)
 
-#: SPIN J24 slots that ``spin_j24_from_smpl24`` fills from SMPL-24 joints (the others get confidence 0).
-_J24_FROM_SMPL24: dict[int, int] = {j24: smpl for j24, smpl in zip(J24_TO_J17, SMPL24_TO_J17)}
+#: The J24 slot SPIN calls "Jaw (H36M)": SMPL-24 has no jaw joint, so exports leave it empty (confidence 0).
+JAW_SLOT = SPIN_J24_NAMES.index("jaw_h36m")
+
+#: SPIN J24 slots that ``spin_j24_from_smpl24`` (and the exported ``part``) fill from SMPL-24 joints: the 16 evaluation
+#: slots that have an SMPL-24 joint (every one but the jaw). The others get zeros and confidence 0.
+J24_FROM_SMPL24: dict[int, int] = {
+    j24: smpl for j24, smpl in zip(J24_TO_J17, SMPL24_TO_J17) if j24 != JAW_SLOT
+}
 
 
 def spin_j24_from_smpl24(joints: np.ndarray | torch.Tensor) -> np.ndarray:
     """SMPL-24 joints (N, 24, 3) -> SPIN's ``S`` (N, 24, 4): pelvis-relative metres plus confidence.
 
-    The 17 slots the evaluation reads get the corresponding SMPL joint (``SMPL24_TO_J17``) and confidence 1; slots
-    with no SMPL counterpart (head top, thorax, face points) are zero with confidence 0, as SPIN does for joints a
-    dataset lacks.
+    The evaluation slots that SMPL-24 can fill (``J24_FROM_SMPL24``: limbs, neck, head, pelvis, spine) get the
+    corresponding SMPL joint and confidence 1; slots with no SMPL-24 counterpart (head top, thorax, jaw, face points)
+    are zero with confidence 0, as SPIN does for joints a dataset lacks.
     """
     j = _to_numpy(joints, "joints").astype(np.float64)
     if j.ndim != 3 or j.shape[1:] != (skeleton.NUM_JOINTS, 3):
         raise DataError(f"joints must have shape (N, 24, 3) in SMPL order; got {j.shape}.")
     j = j - j[:, :1]
     out = np.zeros((j.shape[0], 24, 4), dtype=np.float64)
-    for slot, smpl in _J24_FROM_SMPL24.items():
+    for slot, smpl in J24_FROM_SMPL24.items():
         out[:, slot, :3] = j[:, smpl]
         out[:, slot, 3] = 1.0
     return out
@@ -308,6 +315,71 @@ def write_spin_annotations(
             out[k] = v
     atomic_savez(path, **{k: out[k] for k in [*_SHAPES, *arrays] if k in out})
     return path
+
+
+#: SPIN's preprocessing scripts (mpi_inf_3dhp.py, pw3d.py) make the person box 1.2 times the 2D joints' longer side.
+BOX_FACTOR = 1.2
+
+
+def spin_part_from_smpl24(pixels: Any, depth: Any, height: int, width: int) -> np.ndarray:
+    """Projected SMPL-24 joints -> SPIN's ``part`` (N, 24, 3): pixel x, y and visibility in SPIN's J24 order.
+
+    ``pixels`` (N, 24, 2) are image coordinates in which the image spans [0, width] x [0, height] (the top-left
+    pixel's centre is (0.5, 0.5), as ``camera.project`` returns them): the frame in which SPIN's keypoint transform
+    and its crop agree (a point at x maps to res / (200 s) * (x - c_x) + res / 2 in the crop). ``depth`` (N, 24) is
+    the camera-frame z. Visibility is 1 for the slots of ``J24_FROM_SMPL24`` whose joint lies in front of the camera
+    and inside the image; other slots are zero.
+    """
+    uv = _to_numpy(pixels, "pixels").astype(np.float64)
+    z = _to_numpy(depth, "depth").astype(np.float64)
+    if uv.ndim != 3 or uv.shape[1:] != (skeleton.NUM_JOINTS, 2) or z.shape != uv.shape[:2]:
+        raise DataError(f"pixels must be (N, 24, 2) and depth (N, 24); got {uv.shape} and {z.shape}.")
+    out = np.zeros((uv.shape[0], 24, 3), dtype=np.float64)
+    for slot, smpl in J24_FROM_SMPL24.items():
+        x, y = uv[:, smpl, 0], uv[:, smpl, 1]
+        inside = (z[:, smpl] > 0) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        out[:, slot, :2] = uv[:, smpl]
+        out[:, slot, 2] = inside
+    return out
+
+
+def person_box(part: Any, height: int, width: int, factor: float = BOX_FACTOR) -> tuple[np.ndarray, np.ndarray]:
+    """SPIN's person box from 2D joints, as its preprocessing scripts build it: centre of the visible joints' box,
+    scale = ``factor`` x its longer side / 200 (box side = 200 * scale pixels).
+
+    Clamped to the image: the centre lies inside it and the side is at most the image's longer side (a box wider
+    than the frame would only add SPIN's zero padding). Samples with fewer than two visible joints get the whole
+    frame. Returns center (N, 2) and scale (N,) as float64.
+    """
+    p = _to_numpy(part, "part").astype(np.float64)
+    if p.ndim != 3 or p.shape[1:] != (24, 3):
+        raise DataError(f"part must be (N, 24, 3) (x, y, visibility); got {p.shape}.")
+    vis = p[..., 2] > 0
+    big = np.float64(1e12)
+    lo = np.where(vis[..., None], p[..., :2], big).min(1)
+    hi = np.where(vis[..., None], p[..., :2], -big).max(1)
+    few = vis.sum(1) < 2
+    frame_centre = np.array([width / 2.0, height / 2.0])
+    centre = np.where(few[:, None], frame_centre, (lo + hi) / 2.0)
+    side = np.where(few, max(height, width), factor * np.max(np.where(few[:, None], 0.0, hi - lo), axis=1))
+    side = np.clip(side, 1.0, max(height, width))
+    centre = np.clip(centre, 0.0, [width, height])
+    return centre, side / 200.0
+
+
+def write_static_fits(path: str | Path, pose: Any, shape: Any) -> Path:
+    """SPIN's static fits file (``<dataset>_fits.npy``, read by train/fits_dict.py): (N, 82) = pose (72) + betas (10)
+    per sample, in the npz's order. Written atomically."""
+    from .io import atomic_write_bytes
+    import io as _io
+
+    pose_a, shape_a = _to_numpy(pose, "pose").reshape(-1, 72), _to_numpy(shape, "shape").reshape(-1, 10)
+    if len(pose_a) != len(shape_a):
+        raise DataError(f"pose and shape must have the same number of samples; got {len(pose_a)} and {len(shape_a)}.")
+    buf = _io.BytesIO()
+    np.save(buf, np.concatenate([pose_a, shape_a], 1).astype(np.float32))
+    atomic_write_bytes(buf.getvalue(), path)
+    return Path(path)
 
 
 # ------------------------------------------------------------------------------------------------ images and crop

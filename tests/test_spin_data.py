@@ -192,7 +192,54 @@ def test_spin_s_from_smpl24_feeds_the_evaluation_selectors():
     joints = torch.randn(3, 24, 3, generator=torch.Generator().manual_seed(2)).numpy()
     s = spin_data.spin_j24_from_smpl24(joints)
     rel = joints - joints[:, :1]
-    np.testing.assert_allclose(s[:, list(spin_data.J24_TO_J17), :3], rel[:, list(spin_data.SMPL24_TO_J17)])
-    assert s[:, list(spin_data.J24_TO_J17), 3].min() == 1.0
-    unfilled = sorted(set(range(24)) - set(spin_data.J24_TO_J17))
-    assert s[:, unfilled].max() == 0.0  # head top, thorax and face points: no SMPL-24 counterpart, confidence 0
+    filled = [(j24, smpl) for j24, smpl in zip(spin_data.J24_TO_J17, spin_data.SMPL24_TO_J17) if j24 != spin_data.JAW_SLOT]
+    assert len(filled) == 16 and dict(filled) == spin_data.J24_FROM_SMPL24
+    np.testing.assert_allclose(s[:, [a for a, _ in filled], :3], rel[:, [b for _, b in filled]])
+    assert s[:, [a for a, _ in filled], 3].min() == 1.0
+    np.testing.assert_allclose(s[:, list(spin_data.J24_TO_J14), :3], rel[:, list(spin_data.SMPL24_TO_J17[:14])])
+    unfilled = sorted(set(range(24)) - set(spin_data.J24_FROM_SMPL24))
+    assert spin_data.SPIN_J24_NAMES[spin_data.JAW_SLOT] == "jaw_h36m" and spin_data.JAW_SLOT in unfilled
+    # head top, thorax, jaw (SMPL-24 has no jaw: not a copy of the head) and face points: zero, confidence 0
+    assert np.abs(s[:, unfilled]).max() == 0.0
+
+
+def test_spin_part_visibility_and_values():
+    n = 2
+    uv = np.zeros((n, 24, 2))
+    uv[:, :, 0] = np.linspace(-10, 110, 24)  # x runs across the 100-px-wide image and out of it on both sides
+    uv[:, :, 1] = 50.0
+    depth = np.full((n, 24), 4.0)
+    depth[1, 12] = -1.0  # SMPL's neck (J24 slot 12, x = 52.6, inside the image) behind the camera in sample 1
+    part = spin_data.spin_part_from_smpl24(uv, depth, height=80, width=100)
+    for slot, smpl in spin_data.J24_FROM_SMPL24.items():
+        np.testing.assert_array_equal(part[:, slot, :2], uv[:, smpl])
+        x = uv[0, smpl, 0]
+        assert part[0, slot, 2] == float(0 <= x < 100), (slot, x)
+        assert part[1, slot, 2] == (0.0 if smpl == 12 else part[0, slot, 2])
+    assert part[0, 12, 2] == 1.0
+    empty = [i for i in range(24) if i not in spin_data.J24_FROM_SMPL24]
+    assert np.abs(part[:, empty]).max() == 0.0
+    with pytest.raises(pg.DataError, match=r"\(N, 24, 2\)"):
+        spin_data.spin_part_from_smpl24(uv[:, :17], depth, 80, 100)
+
+
+def test_person_box_is_spins_preprocessing_box():
+    part = np.zeros((3, 24, 3))
+    part[0, :3] = [[10, 20, 1], [50, 100, 1], [30, 60, 1]]  # box 40 x 80: centre (30, 60), side 1.2 * 80
+    part[0, 3] = [500, 500, 0]  # invisible joints do not count
+    part[1, :2] = [[0, 0, 1], [400, 10, 1]]  # wider than the 200 x 150 image: side clamped to 200, centre inside
+    part[2, 0] = [5, 5, 1]  # one visible joint: the whole frame
+    center, scale = spin_data.person_box(part, height=150, width=200)
+    np.testing.assert_allclose(center, [[30, 60], [200, 5], [100, 75]])
+    np.testing.assert_allclose(scale * 200, [96, 200, 200])
+    assert center.dtype == np.float64 and scale.shape == (3,)
+
+
+def test_static_fits_file(tmp_path):
+    pose, shape = np.random.default_rng(0).normal(size=(4, 72)), np.zeros((4, 10))
+    path = spin_data.write_static_fits(tmp_path / "posegen_fits.npy", pose, shape)
+    fits = np.load(path, allow_pickle=False)
+    assert fits.shape == (4, 82) and fits.dtype == np.float32
+    np.testing.assert_allclose(fits[:, :72], pose, rtol=1e-6)
+    with pytest.raises(pg.DataError, match="same number of samples"):
+        spin_data.write_static_fits(tmp_path / "x.npy", pose, shape[:3])
