@@ -12,6 +12,7 @@ Skips cleanly when the shared folder is absent.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import sys
 import time
@@ -266,8 +267,8 @@ def plain_official_render(ck: dict, d: dict[str, np.ndarray], image: int, h: int
     w2c = torch.linalg.inv(c2w @ torch.diag(t([1.0, -1.0, -1.0, 1.0])))
     cam = caps @ w2c[:3, :3].T + w2c[:3, 3]
     px, py = f * cam[:, 0] / cam[:, 2], f * cam[:, 1] / cam[:, 2]
-    x0, x1 = (min(max(int(v) + w // 2, 0), w - 1) for v in (np.floor(px.min()), np.ceil(px.max())))
-    y0, y1 = (min(max(int(v) + h // 2, 0), h - 1) for v in (np.floor(py.min()), np.ceil(py.max())))
+    x0, x1 = (min(max(int(v) + w // 2, 0), w - 1) for v in (math.floor(px.min()), math.ceil(px.max())))
+    y0, y1 = (min(max(int(v) + h // 2, 0), h - 1) for v in (math.floor(py.min()), math.ceil(py.max())))
     jj, ii = torch.meshgrid(torch.arange(y0, y1, dtype=torch.float64), torch.arange(x0, x1, dtype=torch.float64),
                             indexing="ij")
     dirs = torch.stack([(ii - w * 0.5) / f, -(jj - h * 0.5) / f, -torch.ones_like(ii)], -1).reshape(-1, 3)
