@@ -43,6 +43,7 @@ import posegen_core as pg
 from posegen_core import metrics
 from posegen_core.camera import viewpoint_angles
 from posegen_core.pretrain import pretrain_estimator
+from posegen_core.stages.evaluate import orientation_error_deg
 from posegen_core.scene import novel_viewpoints, render_scene, sample_poses, source_viewpoints
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -164,11 +165,9 @@ def evaluate(estimator: pg.Estimator, sets: dict, batch: int = 125) -> dict[str,
         for name, s in sets.items():
             pred = torch.cat([estimator(s.images[i : i + batch].float() / 255.0).joints
                               for i in range(0, len(s.images), batch)])
-            rot = metrics.similarity_transform(pred, s.joints).rotation
-            cos = ((rot.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
             out[name] = {"mpjpe_mm": float(metrics.mpjpe(pred, s.joints).mean()) * 1000,
                          "pa_mpjpe_mm": float(metrics.pa_mpjpe(pred, s.joints).mean()) * 1000,
-                         "rot_deg": float(torch.rad2deg(torch.acos(cos)).mean())}
+                         "rot_deg": float(orientation_error_deg(pred, s.joints).mean())}
     return out
 
 

@@ -303,3 +303,13 @@ def test_hook_posegen_register_strategies(tmp_path, monkeypatch):
     with pytest.raises(pg.PluginNotFoundError, match="unknown strategy 'nope'"):
         pg.run(pg.RunConfig(out=str(tmp_path / "run2"), sampler="nope", **TINY))
     assert not (tmp_path / "run2").exists()
+
+
+def test_orientation_error_is_the_angle_of_the_aligning_rotation():
+    from posegen_core.rotations import rotation_about_axis
+    from posegen_core.stages.evaluate import orientation_error_deg
+
+    truth = torch.randn(3, 24, 3, generator=torch.Generator().manual_seed(0))
+    angles = torch.tensor([0.0, 0.5, 2.0])
+    pred = truth @ rotation_about_axis("y", angles).transpose(1, 2) * 1.3 + 0.2  # rotated, scaled, moved
+    torch.testing.assert_close(orientation_error_deg(pred, truth), torch.rad2deg(angles), atol=1e-3, rtol=0)

@@ -33,8 +33,18 @@ def evaluation_sets(ctx: RunContext) -> dict[str, SceneBatch]:
     return out
 
 
+def orientation_error_deg(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Per-sample root-orientation error (B,), degrees: the angle of the Procrustes rotation that takes the predicted
+    skeleton onto the true one (what PA-MPJPE aligns away). It needs no predicted rotations, so every estimator gets
+    the same measure."""
+    rot = metrics.similarity_transform(pred, truth).rotation
+    cos = ((rot.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
+    return torch.rad2deg(torch.acos(cos))
+
+
 def evaluate_estimator(estimator: Estimator, scene: SceneBatch, batch: int = 64) -> dict[str, Any]:
-    """MPJPE and PA-MPJPE (mm) of ``estimator`` on a rendered evaluation set, plus per-sample errors for reports."""
+    """MPJPE and PA-MPJPE (mm) and the root-orientation error (degrees) of ``estimator`` on a rendered evaluation
+    set, plus per-sample errors for reports."""
     estimator.eval()
     dev = module_device(estimator)
     with torch.no_grad():
@@ -45,6 +55,7 @@ def evaluate_estimator(estimator: Estimator, scene: SceneBatch, batch: int = 64)
     pa = metrics.pa_mpjpe(pred, truth)
     return {
         "mpjpe_mm": float(per.mean()) * 1000, "pa_mpjpe_mm": float(pa.mean()) * 1000,
+        "rot_deg": float(orientation_error_deg(pred, truth).mean()),
         "mpjpe_std_mm": float(per.std()) * 1000, "n": len(per),
         "_per_sample_m": per, "_per_joint_m": metrics.per_joint_error(pred, truth).mean(0),
     }
@@ -61,6 +72,7 @@ def evaluate_and_report(ctx: RunContext, elapsed: float) -> dict[str, Any]:
         split: {
             "mpjpe_before": before[split]["mpjpe_mm"], "mpjpe_after": after[split]["mpjpe_mm"],
             "pa_mpjpe_before": before[split]["pa_mpjpe_mm"], "pa_mpjpe_after": after[split]["pa_mpjpe_mm"],
+            "rot_deg_before": before[split]["rot_deg"], "rot_deg_after": after[split]["rot_deg"],
         }
         for split in sets
     }
