@@ -22,12 +22,11 @@ import torch
 
 from .config import RunConfig
 from .errors import ConfigError, TrainingError
-from .interfaces import Estimator
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint_file
 from .plugins import get_registry
 from .scene import SceneBatch
-from .stages.build import Parts, build_parts, stage_generator, stage_seed  # noqa: F401  (stage_seed: public)
-from .stages.context import RunContext, TrainState, init_training
+from .stages.build import Parts, build_parts, stage_seed  # noqa: F401  (Parts, stage_seed: public)
+from .stages.context import RunContext, init_training
 from .stages.dataset import make_dataset
 from .stages.evaluate import evaluate_and_report, evaluate_estimator, evaluation_sets  # noqa: F401  (public)
 from .stages.finetune import finetune

@@ -103,6 +103,7 @@ class SplitHardness(_CameraPrior, Hardness):
         v0, v1, vs, vw = self.view
         beta_view = linear_schedule(v0, v1, batch.progress)
         loss_view = banded_ratio_loss(view, ref_view, beta_view, vs, floor=self.view_floor)
-        logs = {"ratio_art": float((pa / ref_pa.clamp_min(1e-3)).mean()),
-                "ratio_view": float((view / ref_view.clamp_min(self.view_floor)).mean())}
+        with torch.no_grad():
+            logs = {"ratio_art": float((pa / ref_pa.clamp_min(1e-3)).mean()),
+                    "ratio_view": float((view / ref_view.clamp_min(self.view_floor)).mean())}
         return w * loss_art + vw * loss_view, logs
