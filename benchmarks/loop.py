@@ -1,7 +1,7 @@
 """Samples/s of the full PoseGen loop on the CPU: G, D and P updates with feedback through the rendered pixels.
 
 Usage: python benchmarks/loop.py [--image-size 64] [--batch-size 64] [--iters 20] [--threads N] [--device cpu|cuda]
-                                 [--estimator simple|spin|hybrik]
+                                 [--estimator simple|spin|hybrik] [--hardness paper|banded|split]
 (runs 2 x iters GAN steps with in-loop estimator updates; the second half is timed)
 Prints one JSON object as its last line.
 """
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--feedback", default="render", choices=["render", "pose"])
+    ap.add_argument("--hardness", default="paper", help="hardness strategy (banded/split also render reference views)")
     ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     ap.add_argument("--estimator", default="simple", help="estimator plugin (randomly initialised; speed only)")
     args = ap.parse_args()
@@ -39,6 +40,7 @@ def main() -> None:
         cfg = pg.RunConfig(
             iters=2 * args.iters, feedback_start=0, log_every=args.iters,  # the first half warms up, the second is timed
             batch_size=args.batch_size, image_size=args.image_size, feedback=args.feedback, finetune="loop",
+            hardness=args.hardness,
             device=args.device, estimator=args.estimator,
             samples=0, eval_samples=8, out=f"{tmp}/run", checkpoint_every=10**6, report=False,
             pretrain=pg.PretrainConfig(steps=1, batch_size=4, eval_every=1, val_samples=8, cache=False),
@@ -50,7 +52,7 @@ def main() -> None:
     samples = args.iters * args.batch_size
     result = {
         "benchmark": "loop", "image_size": args.image_size, "batch_size": args.batch_size, "iters": args.iters,
-        "feedback": args.feedback, "updates": "G+D+P", "samples_per_s": round(samples / elapsed, 1),
+        "feedback": args.feedback, "hardness": args.hardness, "updates": "G+D+P", "samples_per_s": round(samples / elapsed, 1),
         "seconds_per_iter": round(elapsed / args.iters, 4), "threads": torch.get_num_threads(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "estimator": args.estimator, "device": args.device,

@@ -10,6 +10,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "posegen_plugins.renderers.primitives",
     "posegen_plugins.renderers.anny",
     "posegen_plugins.discriminators.parts",
+    "posegen_plugins.strategies",
     "posegen_plugins.estimators.simple",
     "posegen_plugins.estimators.spin",
     "posegen_plugins.estimators.hybrik",

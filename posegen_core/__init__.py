@@ -57,5 +57,8 @@ __all__ = [
 
 from .config import PretrainConfig, RunConfig  # noqa: E402
 from .loop import PoseGenRun, RunResult, evaluate_estimator, resume, run  # noqa: E402
+from . import strategies  # noqa: E402
+from .strategies import DatasetSampler, FeedbackBatch, FeedbackPath, Hardness, Strategy, create_strategy  # noqa: E402
 
+__all__ += ["DatasetSampler", "FeedbackBatch", "FeedbackPath", "Hardness", "Strategy", "create_strategy", "strategies"]
 __all__ += ["PoseGenRun", "PretrainConfig", "RunConfig", "RunResult", "evaluate_estimator", "resume", "run"]

@@ -20,7 +20,6 @@ from .errors import ConfigError
 from .generator import VIEWPOINT_PARAMS
 from .losses import FEEDBACK_SHAPES
 
-FEEDBACK_MODES = ("render", "pose", "none")
 FINETUNE_MODES = ("after", "loop", "both", "none")
 
 
@@ -40,7 +39,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 
 #: Fields that take one of a few words.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "scenario": ("ood", "ind"), "feedback": FEEDBACK_MODES, "feedback_shape": FEEDBACK_SHAPES,
+    "scenario": ("ood", "ind"), "feedback_shape": FEEDBACK_SHAPES,
     "finetune": FINETUNE_MODES, "viewpoint_param": VIEWPOINT_PARAMS,
 }
 
@@ -221,6 +220,11 @@ class RunConfig:
     w1: float = 1.0
     w2: float = 0.1
     c: float = 1.0  # metres (official); with the linear shape it only shifts L_fb, with hinge/target it bounds e
+    hardness: str = "paper"  # hardness strategy turning errors into L_fb: paper (scenario/c/feedback_shape, eq. 8),
+    # banded (relative to a source-like view, PoseAug's band), split (articulation and viewpoint bands apart)
+    hardness_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the hardness strategy
+    sampler: str = "generator"  # dataset sampler strategy: generator, error_weighted, filtered, target_like (oracle)
+    sampler_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the sampler strategy
     feedback_shape: str = "linear"  # ood: linear c - e (paper, official) | hinge max(0, c - e_i) | target |c - e_i|
     d: float | None = None  # metres; eq. 13 threshold dropping render failures (official: 0.2 with A-NeRF renders;
     # off by default because the primitives renderer does not fail, and hard ood samples exceed 0.2 m by design)

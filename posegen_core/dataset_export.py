@@ -1,16 +1,15 @@
 """Write a generated dataset that SPIN's training code reads unchanged: images/*.png, annotations.npz in SPIN's field
 layout (imgname, center, scale, part, S, pose, shape, has_smpl) plus camera arrays, and SPIN's static fits file.
 
-The export is streamed: poses and viewpoints come from the trained generator in chunks, each chunk is rendered at the
-export size (independent of the loop's image size) and its PNGs are encoded by worker threads while the next chunk
-renders; every ``shard_size`` samples the shard's annotations are saved. Everything is written into
-``<out>.partial/`` and renamed to ``<out>`` only when complete, so a reader never sees half a dataset; an interrupted
-export continues from its last complete shard when started again with the same settings.
+The export is streamed: samples come from a ``SampleSource`` in chunks (a trained generator, or the samples a run's
+dataset sampler chose), each chunk is rendered at the export size (independent of the loop's image size) and its PNGs
+are encoded by worker threads while the next chunk renders; every ``shard_size`` samples the shard's annotations are
+saved. Everything is written into ``<out>.partial/`` and renamed to ``<out>`` only when complete, so a reader never sees
+half a dataset; an interrupted export continues from its last complete shard when started again with the same settings.
 
-Each chunk of ``CHUNK`` samples draws its latents and its renderer randomness from one generator seeded by
-(seed, chunk index): the same seed gives the same poses and viewpoints at any image size, the loop's in-memory
-fine-tuning data is the same samples as its exported dataset, and a resumed export renders exactly what an
-uninterrupted one would.
+Each chunk of ``CHUNK`` samples draws its poses and its renderer randomness from two streams seeded by (seed, chunk
+index): the same seed gives the same poses and viewpoints at any image size, and a resumed export renders exactly what
+an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -29,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .camera import Intrinsics, project, root_relative, to_camera_frame, viewpoint_rotation
+from .camera import Intrinsics, project, root_relative, to_camera_frame
 from .errors import ConfigError
 from .io import atomic_savez, atomic_write_json
 from .rotations import matrix_to_axis_angle
-from .scene import camera_frame_rotations
+from .scene import camera_frame_rotations, render_scene
 
 #: Samples per generator call, per render batch and per random stream.
 CHUNK = 64
@@ -45,17 +44,61 @@ MARKER = "export.json"
 PNG_COMPRESS_LEVEL = 1
 
 
-def chunk_generator(seed: int, index: int) -> torch.Generator:
-    """The random stream of chunk ``index``: latents first, then the renderer's draws (appearance, background)."""
-    mixed = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(mixed) & 0x7FFFFFFFFFFFFFFF)
+def chunk_streams(seed: int, index: int) -> tuple[torch.Generator, torch.Generator]:
+    """The two random streams of chunk ``index``: the latents (or any pose draw) and the renderer's draws (appearance,
+    background). Apart, so re-rendering given poses draws the same appearance as rendering freshly sampled ones."""
+    states = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(2, dtype=np.uint64)
+    return tuple(torch.Generator().manual_seed(int(s) & 0x7FFFFFFFFFFFFFFF) for s in states)  # type: ignore[return-value]
+
+
+class SampleSource:
+    """What a dataset is sampled from, chunk by chunk: ``poses(index, n, gen)`` gives (global_orient, body_pose, K) of
+    chunk ``index``; ``chunk`` poses, places and renders them. Subclasses hold ``renderer``, ``body_model``,
+    ``distance``, ``subject``, ``seed`` and ``device``."""
+
+    renderer: Any
+    body_model: nn.Module
+    distance: float
+    subject: Any
+    seed: int
+    device: torch.device | str
+
+    def poses(self, index: int, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def chunk(self, index: int, n: int, intrinsics: Intrinsics | None) -> dict[str, torch.Tensor]:
+        """The ``n`` (<= CHUNK) samples of chunk ``index``, rendered at ``intrinsics`` (None: no images).
+
+        Returns CPU tensors: global_orient (n, 3), body_pose (n, 23, 3), viewpoint (n, 3), camera_joints (n, 24, 3)
+        with the root at the camera distance, joints (n, 24, 3) root-relative, rotations (n, 24, 3, 3) (the root's in
+        the camera frame), and images (n, 3, H, W) uint8 and alpha (n, 1, H, W) float when rendered."""
+        pose_gen, render_gen = chunk_streams(self.seed, index)
+        with torch.no_grad():
+            go, body_pose, view = self.poses(index, n, pose_gen)
+            if intrinsics is None:
+                body = self.body_model.to(body_pose.device)(go, body_pose)
+                cam, _ = to_camera_frame(body.joints, body.rotations, view, self.distance)
+                data = {"camera_joints": cam, "joints": root_relative(cam),
+                        "rotations": camera_frame_rotations(go, body_pose, view)}
+            else:
+                scene = render_scene(self.renderer, self.body_model, intrinsics, go, body_pose, view, self.distance,
+                                     self.subject, render_gen)
+                data = {"camera_joints": scene.camera_joints, "joints": scene.joints, "rotations": scene.rotations,
+                        "images": (scene.images.clamp(0, 1) * 255).round().to(torch.uint8), "alpha": scene.alpha}
+        data.update(global_orient=go, body_pose=body_pose, viewpoint=view)
+        return {k: v.detach().cpu() for k, v in data.items()}
+
+    def in_memory(self, samples: int, intrinsics: Intrinsics) -> dict[str, torch.Tensor]:
+        """All ``samples`` rendered at ``intrinsics``, in memory (the loop's fine-tuning data; keep it small)."""
+        parts = [self.chunk(i, min(CHUNK, samples - s), intrinsics) for i, s in enumerate(range(0, samples, CHUNK))]
+        keys = ("global_orient", "body_pose", "viewpoint", "images", "joints", "rotations")
+        return {k: torch.cat([p[k] for p in parts]) for k in keys}
 
 
 @dataclass
-class GeneratedSource:
-    """What a dataset is sampled from: a trained generator G (theta, K), its latent prior, and the renderer.
-
-    G's bodies stand upright (zero global orientation); K carries the viewpoint. ``seed`` fixes every sample."""
+class GeneratedSource(SampleSource):
+    """A trained generator G (theta, K) and its latent prior. G's bodies stand upright (zero global orientation); K
+    carries the viewpoint. ``seed`` fixes every sample: the same seed gives the same poses at any image size."""
 
     generator: nn.Module
     prior: Any
@@ -67,38 +110,43 @@ class GeneratedSource:
     seed: int
     device: torch.device | str = "cpu"
 
-    def chunk(self, index: int, n: int, intrinsics: Intrinsics | None) -> dict[str, torch.Tensor]:
-        """Sample ``n`` (<= CHUNK) samples of chunk ``index`` and render them at ``intrinsics`` (None: no images).
-
-        Returns CPU tensors: body_pose (n, 23, 3), viewpoint (n, 3), camera_joints (n, 24, 3) with the root at the
-        camera distance, joints (n, 24, 3) root-relative, rotations (n, 24, 3, 3), and images (n, 3, H, W) uint8 and
-        alpha (n, 1, H, W) float when rendered."""
-        gen = chunk_generator(self.seed, index)
+    def poses(self, index, n, gen):
         was_training = self.generator.training
         self.generator.eval()
         try:
-            with torch.no_grad():
-                z = self.prior.sample(n, self.latent_dim, generator=gen)
-                out = self.generator(z.to(self.device))
-                body_pose, view = out.body_pose, out.viewpoint
-                go = torch.zeros(n, 3, dtype=body_pose.dtype, device=body_pose.device)
-                body = self.body_model.to(body_pose.device)(go, body_pose)
-                cam, cam_rots = to_camera_frame(body.joints, body.rotations, view, self.distance)
-                data = {"body_pose": body_pose, "viewpoint": view, "camera_joints": cam, "joints": root_relative(cam),
-                        "rotations": camera_frame_rotations(go, body_pose, view)}
-                if intrinsics is not None:
-                    r = self.renderer(cam, cam_rots, intrinsics, subject=self.subject, generator=gen)
-                    data["images"] = (r.images.clamp(0, 1) * 255).round().to(torch.uint8)
-                    data["alpha"] = r.alpha
+            out = self.generator(self.prior.sample(n, self.latent_dim, generator=gen).to(self.device))
         finally:
             self.generator.train(was_training)
-        return {k: v.detach().cpu() for k, v in data.items()}
+        go = torch.zeros(n, 3, dtype=out.body_pose.dtype, device=out.body_pose.device)
+        return go, out.body_pose, out.viewpoint
 
-    def in_memory(self, samples: int, intrinsics: Intrinsics) -> dict[str, torch.Tensor]:
-        """All ``samples`` rendered at ``intrinsics``, in memory (the loop's fine-tuning data; keep it small)."""
-        parts = [self.chunk(i, min(CHUNK, samples - s), intrinsics) for i, s in enumerate(range(0, samples, CHUNK))]
-        keys = ("body_pose", "viewpoint", "images", "joints", "rotations")
-        return {k: torch.cat([p[k] for p in parts]) for k in keys}
+
+@dataclass
+class FixedSamples(SampleSource):
+    """Given samples (what a run's dataset sampler chose), re-rendered at any size. ``images``, when given, are the
+    samples already rendered (uint8, (N, 3, h, w)); an export at that size writes them instead of rendering again."""
+
+    global_orient: torch.Tensor
+    body_pose: torch.Tensor
+    viewpoint: torch.Tensor
+    renderer: Any
+    body_model: nn.Module
+    distance: float
+    subject: Any
+    seed: int
+    images: torch.Tensor | None = None
+    device: torch.device | str = "cpu"
+
+    def poses(self, index, n, gen):
+        sl = slice(index * CHUNK, index * CHUNK + n)
+        return tuple(t[sl].to(self.device) for t in (self.global_orient, self.body_pose, self.viewpoint))
+
+    def chunk(self, index, n, intrinsics):
+        if self.images is None or intrinsics is None or self.images.shape[-2:] != (intrinsics.height, intrinsics.width):
+            return super().chunk(index, n, intrinsics)
+        data = super().chunk(index, n, None)
+        data["images"] = self.images[index * CHUNK : index * CHUNK + n]
+        return data
 
 
 def spin_fields(chunk: dict[str, torch.Tensor], intrinsics: Intrinsics, distance: float) -> dict[str, np.ndarray]:
@@ -109,8 +157,8 @@ def spin_fields(chunk: dict[str, torch.Tensor], intrinsics: Intrinsics, distance
     cam = chunk["camera_joints"].double()
     part = spin_part_from_smpl24(project(cam, intrinsics), cam[..., 2], intrinsics.height, intrinsics.width)
     center, scale = person_box(part, intrinsics.height, intrinsics.width)
-    # SPIN's pose: the global orientation in the camera frame (G's bodies stand upright), then the 23 body joints
-    root = matrix_to_axis_angle(viewpoint_rotation(chunk["viewpoint"].double()))
+    # SPIN's pose: the global orientation in the camera frame, then the 23 body joints
+    root = matrix_to_axis_angle(chunk["rotations"][:, 0].double())
     pose = torch.cat([root, chunk["body_pose"].double().reshape(n, -1)], 1).numpy()
     return {
         "center": center, "scale": scale, "part": part.astype(np.float32),
@@ -149,7 +197,7 @@ class ExportSettings:
         return self
 
 
-def _marker(settings: ExportSettings, source: GeneratedSource, complete: bool, extra: dict[str, Any]) -> dict:
+def _marker(settings: ExportSettings, source: SampleSource, complete: bool, extra: dict[str, Any]) -> dict:
     return {"posegen_export": 1, "complete": complete, "samples": settings.samples, "size": settings.size,
             "seed": settings.seed, "shard_size": settings.shard_size, "name": settings.name,
             "images": settings.write_images, "chunk": CHUNK, "distance": source.distance,
@@ -182,7 +230,7 @@ def check_output_folder(folder: Path, replace: bool) -> None:
 
 def export_dataset(
     folder: str | Path,
-    source: GeneratedSource,
+    source: SampleSource,
     settings: ExportSettings,
     reporter: Any = None,
     replace: bool = False,
@@ -310,23 +358,3 @@ def export_size_for(cfg: Any, estimator: Any = None) -> int:
         return int(cfg.export_size)
     size = getattr(estimator, "input_size", None)
     return int(size) if size else int(cfg.image_size)
-
-
-def export_run_dataset(run: Any) -> dict[str, torch.Tensor]:
-    """The loop's dataset stage (``PoseGenRun.make_dataset``): the in-memory fine-tuning data at the loop's size and
-    the exported ``dataset/`` at the export size, both from the same samples of G."""
-    from .loop import stage_seed
-
-    cfg, parts = run.cfg, run.parts
-    seed = stage_seed(cfg.seed, "dataset")
-    source = GeneratedSource(run.G, parts.prior, cfg.latent_dim, parts.renderer, parts.body_model,
-                             cfg.camera_distance, cfg.subject, seed, run.device)
-    data = source.in_memory(cfg.samples, parts.intrinsics)
-    folder = run.run_dir / "dataset"
-    if run.stage == "dataset" or not (folder / "annotations.npz").is_file():
-        size = export_size_for(cfg, run.P)
-        settings = ExportSettings(cfg.samples, size, seed, write_images=cfg.export_images)
-        export_dataset(folder, source, settings, reporter=run.reporter, replace=True,
-                       extra_info={"run": str(run.run_dir)}, log=run.log)
-        run.log(f"dataset: {cfg.samples} samples at {size}x{size} written to {folder}")
-    return data

@@ -54,6 +54,13 @@ class Hookspecs:
         ``posegen_core.PoseSource`` whose ``load()`` gives a ``PoseSet`` (axis-angle, SMPL order)."""
 
     @hookspec
+    def posegen_register_strategies(self, register: Any) -> None:
+        """Register loop strategies: ``register(name, factory, description="")``; ``factory(**options)`` returns a
+        ``posegen_core.strategies`` ``FeedbackPath`` (how the estimator's error reaches G: ``RunConfig.feedback``),
+        ``Hardness`` (errors -> L_fb: ``RunConfig.hardness``) or ``DatasetSampler`` (the fine-tuning set:
+        ``RunConfig.sampler``). Names are unique across the three roles."""
+
+    @hookspec
     def posegen_register_commands(self, cli: Any) -> None:
         """Add click commands or groups to the ``posegen`` CLI: ``cli.add_command(...)`` or ``@cli.command()``."""
 

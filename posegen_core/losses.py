@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .errors import ConfigError
@@ -61,3 +63,31 @@ def spread_loss(points: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 def generator_objective(adv: torch.Tensor, feedback: torch.Tensor | None, w1: float = 1.0, w2: float = 0.1) -> torch.Tensor:
     """Eq. 8: L_G = w1 * L_adv + w2 * L_fb (feedback None when it is not computed this step)."""
     return w1 * adv if feedback is None else w1 * adv + w2 * feedback
+
+
+def banded_ratio_loss(error: torch.Tensor, reference: torch.Tensor, beta: float, sigma: float,
+                      floor: float = 1e-3) -> torch.Tensor:
+    """PoseAug's relative, banded hardness: r_i = e_i / e_ref_i (the same pose's error from a reference view, no
+    gradient), loss = mean_i (r_i - beta)^2 counted only where |r_i - beta| > sigma. It holds r inside the band
+    [beta - sigma, beta + sigma] instead of maximising the error: hard, but not impossible. ``floor`` (metres) keeps
+    the ratio finite when the reference error is tiny."""
+    ratio = error / reference.detach().clamp_min(floor)
+    gap = ratio - beta
+    return torch.where(gap.abs() > sigma, gap**2, torch.zeros_like(gap)).mean()
+
+
+def linear_schedule(start: float, end: float, progress: float) -> float:
+    """start + (end - start) * progress, progress clamped to [0, 1]: PoseAug's beta rising over the epochs."""
+    return start + (end - start) * min(1.0, max(0.0, progress))
+
+
+def elevation_prior_loss(elevation: torch.Tensor, max_elevation: float) -> torch.Tensor:
+    """Ties a batch of camera elevations (radians) to a camera prior: cameras uniform on the sphere's band
+    |elevation| <= max_elevation (sin(elevation) uniform). The loss is the squared 1-D Wasserstein-2 distance between
+    the batch and the prior, from sorted samples against the prior's quantiles, so the batch may move within the
+    prior but not pile up at one elevation (e.g. straight top views)."""
+    n = elevation.numel()
+    q = (torch.arange(n, dtype=elevation.dtype, device=elevation.device) + 0.5) / n
+    s = math.sin(max_elevation)
+    quantiles = torch.asin((2 * q - 1) * s)
+    return ((torch.sort(elevation.reshape(-1)).values - quantiles) ** 2).mean()

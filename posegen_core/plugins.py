@@ -24,6 +24,7 @@ import pluggy
 from . import interfaces
 from .errors import PluginError, PluginNotFoundError, PosegenError
 from .hookspecs import PROJECT, Hookspecs
+from .strategies import Strategy
 
 ENTRY_POINT_GROUP = "posegen"
 
@@ -34,6 +35,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "prior": ("posegen_register_priors", interfaces.Prior),
     "discriminator": ("posegen_register_discriminators", interfaces.Discriminator),
     "pose_source": ("posegen_register_pose_sources", interfaces.PoseSource),
+    "strategy": ("posegen_register_strategies", Strategy),
 }
 
 

@@ -10,19 +10,15 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from .camera import viewpoint_angles
+from .camera import Intrinsics, viewpoint_angles
 from .io import atomic_write_bytes
 from .scene import source_viewpoints
 from .skeleton import JOINT_NAMES
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .loop import PoseGenRun
-
 
 def _save(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
@@ -103,11 +99,12 @@ def plot_error_per_view(sets: dict, before: dict, after: dict, path: Path) -> No
     _save(fig, path)
 
 
-def write_report(run: "PoseGenRun", sets: dict, before: dict, after: dict) -> Path:
-    out = run.run_dir / "report"
+def write_report(run_dir: Path, intrinsics: Intrinsics, seed: int, sets: dict, before: dict, after: dict) -> Path:
+    """Write the report's PNGs under ``run_dir/report`` from the evaluation sets and the exported dataset."""
+    out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator().manual_seed(run.cfg.seed)
-    annotations = run.run_dir / "dataset" / "annotations.npz"
+    gen = torch.Generator().manual_seed(seed)
+    annotations = run_dir / "dataset" / "annotations.npz"
     dataset = np.load(annotations) if annotations.is_file() else None  # none when samples = 0
     groups = {"source (pre-training)": source_viewpoints(2000, gen)}
     if dataset is not None:
@@ -117,17 +114,17 @@ def write_report(run: "PoseGenRun", sets: dict, before: dict, after: dict) -> Pa
     plot_error_per_joint(before, after, out / "error_per_joint.png")
     plot_error_per_view(sets, before, after, out / "error_per_view.png")
     if dataset is not None:
-        _sample_grid(run, dataset, out / "samples.png")
+        _sample_grid(run_dir, intrinsics, dataset, out / "samples.png")
     return out
 
 
-def _sample_grid(run: "PoseGenRun", dataset: Any, path: Path, n: int = 16) -> None:
+def _sample_grid(run_dir: Path, intrinsics: Intrinsics, dataset: Any, path: Path, n: int = 16) -> None:
     from PIL import Image
 
     from .camera import project
     from .drawing import save_grid
 
-    root = run.run_dir / "dataset"
+    root = run_dir / "dataset"
     count = min(n, len(dataset["imgname"]))
     if count == 0 or not (root / str(dataset["imgname"][0])).is_file():
         return
@@ -136,5 +133,5 @@ def _sample_grid(run: "PoseGenRun", dataset: Any, path: Path, n: int = 16) -> No
         for i in range(count)
     ]).float() / 255.0
     joints = torch.from_numpy(dataset["joints_smpl24"][:count]) + torch.from_numpy(dataset["cam_t"][:count])[:, None]
-    uv = project(joints, run.parts.intrinsics)
+    uv = project(joints, intrinsics)
     save_grid(images, path, joints_2d=uv, ncol=int(math.ceil(math.sqrt(count))), scale=2)

@@ -167,7 +167,7 @@ def test_plugins_json_lists_the_builtin_priors():
     result = run_cli("plugins", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"renderer", "estimator", "prior", "discriminator", "pose_source", "failures"}
+    assert set(data) == {"renderer", "estimator", "prior", "discriminator", "pose_source", "strategy", "failures"}
     priors = {p["name"]: p for p in data["prior"]}
     assert {"normal", "uniform", "spherical"} <= set(priors)
     for p in priors.values():

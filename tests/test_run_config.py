@@ -52,7 +52,6 @@ def test_unknown_key_suggests_the_closest(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [
     ({"scenario": "max"}, "scenario = 'max': expected one of 'ood', 'ind'"),
-    ({"feedback": "pixels"}, "feedback = 'pixels': expected one of 'render', 'pose', 'none'"),
     ({"image_size": 8}, r"image_size = 8: expected an integer in \[16, 2048\]"),
     ({"source_mix": 1.0}, r"source_mix = 1: expected a number in \[0, 1\]"),
     ({"feedback_shape": "band"}, "feedback_shape = 'band': expected one of 'linear', 'hinge', 'target'"),
@@ -61,6 +60,14 @@ def test_unknown_key_suggests_the_closest(tmp_path):
 def test_invalid_values_are_explained(bad, message):
     with pytest.raises(pg.ConfigError, match=message):
         pg.RunConfig(**bad).validate()
+
+
+def test_unknown_or_misplaced_strategy_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(pg.PluginError, match="unknown strategy 'pixels'. Available: .*render"):
+        pg.PoseGenRun(pg.RunConfig(feedback="pixels"), tmp_path / "a")
+    with pytest.raises(pg.PluginError, match="strategy 'banded' is a hardness strategy, not a feedback one"):
+        pg.PoseGenRun(pg.RunConfig(feedback="banded"), tmp_path / "b")
+    assert not any(tmp_path.iterdir())
 
 
 def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
