@@ -84,6 +84,7 @@ class PoseGenRun:
                            ("strategy", self.cfg.sampler)):
             if isinstance(name, str):
                 reg.get(kind, name)
+        build_strategies(self.cfg)  # a strategy's bad options fail here too, before the run folder is touched
 
     def _default_dir(self) -> Path:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
