@@ -306,6 +306,9 @@ def test_hook_posegen_register_strategies(tmp_path, monkeypatch):
     with pytest.raises(pg.PluginNotFoundError, match="unknown strategy 'nope'"):
         pg.run(pg.RunConfig(out=str(tmp_path / "run2"), sampler="nope", **TINY))
     assert not (tmp_path / "run2").exists()
+    with pytest.raises(pg.PluginError, match="could not build strategy 'banded'"):
+        pg.run(pg.RunConfig(out=str(tmp_path / "run3"), hardness="banded", hardness_options={"betta": 3}, **TINY))
+    assert not (tmp_path / "run3").exists()
 
 
 def test_orientation_error_is_the_angle_of_the_aligning_rotation():
