@@ -23,6 +23,7 @@ from posegen_plugins.renderers.primitives import splat as sp
 from posegen_plugins.renderers.primitives.backgrounds import BACKGROUNDS, DEFAULT_COLOUR, make_background
 from posegen_plugins.renderers.primitives.body import Ellipsoids
 from posegen_plugins.renderers.primitives.projection import screen_parameters
+from posegen_plugins.renderers.primitives.renderer import check_inputs
 
 from . import rig
 from .asset import REGIONS, AnnyBody, load_body
@@ -171,7 +172,7 @@ class AnnyRenderer(pg.Renderer):
         ``subject``: None (the renderer's default), an integer id, 'random', a (B,) tensor of ids, or Subjects.
         ``background``: None (the renderer's setting), a kind name, an RGB (3,) tensor or (B, 3, H, W) images.
         """
-        _check_inputs(joints, rotations)
+        check_inputs(joints, rotations, intrinsics)
         gen = generator if generator is not None else self.generator
         b = joints.shape[0]
         h, w = intrinsics.height, intrinsics.width
@@ -198,22 +199,3 @@ class AnnyRenderer(pg.Renderer):
         images = alpha * fg + (1.0 - alpha) * bg
         return pg.RenderOutput(images=images.clamp(0.0, 1.0), alpha=alpha)
 
-
-def _check_inputs(joints: torch.Tensor, rotations: torch.Tensor) -> None:
-    """dtypes, rotation matrices, joints in front of the camera: fail with a message that says what to do."""
-    if joints.dtype != rotations.dtype:
-        raise pg.ShapeError(f"joints and rotations must share a dtype; got {joints.dtype} and {rotations.dtype}.")
-    with torch.no_grad():
-        eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
-        err = (rotations.transpose(-1, -2) @ rotations - eye).abs().amax() if rotations.numel() else 0.0
-        if float(err) > 1e-2:
-            raise pg.ShapeError(
-                f"rotations must be rotation matrices (R^T R = I); the largest deviation is {float(err):.3g}. Pass "
-                "global joint rotations, e.g. from posegen_core.forward_kinematics, not axis-angle or scaled matrices."
-            )
-        zmin = float(joints[..., 2].min()) if joints.numel() else 1.0
-        if zmin <= 0.1:
-            raise pg.ShapeError(
-                f"every joint must be in front of the camera (z > 0.1 m in the OpenCV camera frame); the nearest is at "
-                f"z = {zmin:.3g} m. Place the skeleton with posegen_core.to_camera_frame(..., distance=4.0)."
-            )

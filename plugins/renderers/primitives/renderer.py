@@ -82,7 +82,7 @@ class PrimitivesRenderer(pg.Renderer):
         ``subject``: None (the renderer's default), a built-in id or name, 'random', a Subject, or (B,) ids.
         ``background``: None (the renderer's setting), a kind name, an RGB (3,) tensor or (B, 3, H, W) images.
         """
-        _check_inputs(joints, rotations, intrinsics)
+        check_inputs(joints, rotations, intrinsics)
         gen = generator if generator is not None else self.generator
         b = joints.shape[0]
         h, w = intrinsics.height, intrinsics.width
@@ -99,8 +99,8 @@ class PrimitivesRenderer(pg.Renderer):
         return pg.RenderOutput(images=images.clamp(0.0, 1.0), alpha=alpha)
 
 
-def _check_inputs(joints: torch.Tensor, rotations: torch.Tensor, intrinsics: pg.Intrinsics) -> None:
-    """Shapes, finiteness, rotation matrices, joints in front of the camera: fail with a message that says what to do."""
+def check_inputs(joints: torch.Tensor, rotations: torch.Tensor, intrinsics: pg.Intrinsics) -> None:
+    """(Shared by the skeleton-driven renderers.) Shapes, finiteness, rotation matrices, joints in front of the camera: fail with a message that says what to do."""
     pg.validation.check_tensor(joints, "joints", (None, pg.skeleton.NUM_JOINTS, 3),
                                hint="Pass camera-frame SMPL-24 joints in metres (see posegen_core.to_camera_frame).")
     pg.validation.check_tensor(rotations, "rotations", (joints.shape[0], pg.skeleton.NUM_JOINTS, 3, 3),
