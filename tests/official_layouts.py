@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path("/work/shared/reference")
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"  # ../shared beside the checkout
 
 
 def reference_layout(name: str) -> list[tuple[str, tuple[int, ...]]]:
