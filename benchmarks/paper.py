@@ -19,6 +19,7 @@ Structure (the paper's, scaled to a 2-core CPU):
   (the angle of the Procrustes rotation) apart; mean and worst case over the targets; viewpoint histograms.
 
 Usage: python benchmarks/paper.py [--quick] [--jobs 2] [--data PATH] [--out DIR] [--seeds N] [--methods A2,A3]
+                                 [--renderer primitives|anny]
 Prints one JSON object as its last line.
 """
 
@@ -49,6 +50,19 @@ from posegen_core.scene import novel_viewpoints, render_scene, sample_poses, sou
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRAIN_SUBJECT = 0  # the appearance of every training render (the paper's single NeRF subject)
 NEW_SUBJECT = 3  # an appearance never rendered in training
+
+
+def anny_new_subject(n: int) -> torch.Tensor:
+    """Eight fixed anny people (ids 100000-100007, one per sample in turn): never rendered in training, where every
+    sample is a fresh random person from the same prior, so this target is a milder shift than the primitives' one."""
+    return 100000 + torch.arange(n) % 8
+
+
+#: (training subject, new-subject target) per renderer: the training appearance and one never rendered in training.
+RENDERER_SUBJECTS: dict[str, tuple[Any, Any]] = {
+    "primitives": (TRAIN_SUBJECT, NEW_SUBJECT),
+    "anny": ("random", anny_new_subject),
+}
 
 #: Every method is a RunConfig override: strategies are chosen by name, never by subclassing the loop.
 METHODS: dict[str, dict[str, Any]] = {
@@ -83,15 +97,21 @@ def views_80_90(n: int, gen: torch.Generator) -> torch.Tensor:
     return novel_viewpoints(n, gen, 80.0, 90.0)
 
 
-def domain_plan(prefix: str, split: str) -> list[tuple[str, str, Any, int]]:
-    return [(f"{prefix}{'articulation'}", split, source_viewpoints, TRAIN_SUBJECT),
-            (f"{prefix}views_35_80", split, views_35_80, TRAIN_SUBJECT),
-            (f"{prefix}views_80_90", split, views_80_90, TRAIN_SUBJECT),
-            (f"{prefix}new_subject", split, views_35_80, NEW_SUBJECT)]
+def domain_plan(prefix: str, split: str, train: Any = TRAIN_SUBJECT, new: Any = NEW_SUBJECT
+                ) -> list[tuple[str, str, Any, Any]]:
+    return [(f"{prefix}{'articulation'}", split, source_viewpoints, train),
+            (f"{prefix}views_35_80", split, views_35_80, train),
+            (f"{prefix}views_80_90", split, views_80_90, train),
+            (f"{prefix}new_subject", split, views_35_80, new)]
 
 
-PLAN = domain_plan("", "target_test") + [("source", "source_test", source_viewpoints, TRAIN_SUBJECT)] + \
-    domain_plan("val_", "val")
+def make_plan(train: Any = TRAIN_SUBJECT, new: Any = NEW_SUBJECT) -> list[tuple[str, str, Any, Any]]:
+    """(name, split, viewpoints, subject) of every evaluation set; ``new`` may be a function of the set size."""
+    return domain_plan("", "target_test", train, new) + [("source", "source_test", source_viewpoints, train)] + \
+        domain_plan("val_", "val", train, new)
+
+
+PLAN = make_plan()
 
 
 def motion_group(description: str) -> str:
@@ -142,13 +162,14 @@ def bvh_options(data: Path, takes: list[str], fps: float, cache: Path) -> dict[s
 
 
 def evaluation_sets(renderer, body, poses: dict[str, pg.PoseSet], image_size: int, distance: float,
-                    n: int) -> dict[str, pg.scene.SceneBatch]:
+                    n: int, plan: list | None = None) -> dict[str, pg.scene.SceneBatch]:
     """The fixed evaluation renders of every domain (one generator: identical for every method); images uint8."""
     gen = torch.Generator().manual_seed(20240)
     intr = pg.Intrinsics.framing(image_size, distance)
     out = {}
     with torch.no_grad():
-        for name, split, views, subject in PLAN:
+        for name, split, views, subject in (PLAN if plan is None else plan):
+            subject = subject(n) if callable(subject) else subject
             go, bp = sample_poses(poses[split], n, gen)
             s = render_scene(renderer, body, intr, go, bp, views(n, gen), distance, subject, gen)
             s.images = (s.images.clamp(0, 1) * 255).round().to(torch.uint8)
@@ -189,6 +210,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (2 suits a 2-core CPU)")
     ap.add_argument("--budget", choices=("quick", "medium", "full"), default=None,
                     help="the training budget alone (default: quick with --quick, else full)")
+    ap.add_argument("--renderer", default="primitives", choices=sorted(RENDERER_SUBJECTS),
+                    help="renders everything: pre-training (its own estimator), the runs and the evaluation sets")
     args = ap.parse_args()
     budget_name = args.budget or ("quick" if args.quick else "full")
     names = (args.methods or ",".join(QUICK_GRID if args.quick else FULL_GRID)).split(",")
@@ -219,12 +242,15 @@ def main() -> None:
     poses = {k: pg.create_pose_source("bvh", **o).load() for k, o in sources.items()}
     console.log({k: f"{len(v)} takes / {len(poses[k])} frames" for k, v in splits.items()})
 
-    renderer = pg.create_renderer("primitives")
+    renderer = pg.create_renderer(args.renderer)
     body = pg.SkeletonBody()
-    sets = evaluation_sets(renderer, body, poses, budget["image_size"], 4.0, eval_n)
+    train_subject, _ = RENDERER_SUBJECTS[args.renderer]
+    plan = make_plan(*RENDERER_SUBJECTS[args.renderer])
+    sets = evaluation_sets(renderer, body, poses, budget["image_size"], 4.0, eval_n, plan)
 
-    # 1. pre-train on the source domain (to convergence: the curve is reported)
-    ckpt = args.out / f"pretrained_{'quick' if quick else 'full'}.pt"
+    # 1. pre-train on the source domain (to convergence: the curve is reported); one estimator per renderer
+    rtag = "" if args.renderer == "primitives" else f"{args.renderer}_"
+    ckpt = args.out / f"pretrained_{rtag}{'quick' if quick else 'full'}.pt"
     if ckpt.is_file():
         est = pg.create_estimator("simple", checkpoint=ckpt)
         curve = torch.load(ckpt, weights_only=True).get("curve", [])
@@ -234,18 +260,20 @@ def main() -> None:
             est = pg.create_estimator("simple")
         torch.manual_seed(0)
         curve = pretrain_estimator(est, renderer, body, poses["source_train"], pre_cfg, budget["image_size"], 4.0,
-                                   seed=0, subject=TRAIN_SUBJECT, log=lambda r: console.log(r))
+                                   seed=0, subject=train_subject, log=lambda r: console.log(r))
         est.save_checkpoint(ckpt, curve=curve)
     results: dict[str, Any] = {"pretrained": [evaluate(est, sets)] * len(seeds), "curve": curve, "splits": splits,
                                "budget": budget, "budget_name": budget_name, "seeds": seeds}
+    if args.renderer != "primitives":
+        results["renderer"] = args.renderer
     results["target_histograms"] = {name: elevation_histogram(s.viewpoint) for name, s in sets.items()
                                     if not name.startswith("val_")}
 
     base = pg.RunConfig(
-        renderer="primitives", estimator="simple", estimator_checkpoint=str(ckpt),
+        renderer=args.renderer, estimator="simple", estimator_checkpoint=str(ckpt),
         pose_source="bvh", pose_source_options=sources["pool"],
         source_pose_source="bvh", source_pose_source_options=sources["source_train"],
-        subject=TRAIN_SUBJECT, eval_samples=16, report=False, export_images=False, checkpoint_every=10**6,
+        subject=train_subject, eval_samples=16, report=False, export_images=False, checkpoint_every=10**6,
         log_every=50, device="cpu", **budget,
     )
     jobs = []
@@ -270,11 +298,13 @@ def main() -> None:
     results["summary"] = summary
     results["elapsed_s"] = time.time() - t_start
     tag = "" if budget_name == "full" and not args.quick else f"_{budget_name}"
+    tag = tag if args.renderer == "primitives" else f"_{args.renderer}{tag}"
     (args.out / f"results{tag}.json").write_text(json.dumps(results, indent=1))
     (args.out / f"tables{tag}.md").write_text(write_tables(summary, results, names))
     best = summary.get("chosen")
     final = {
-        "benchmark": "paper", "budget": budget_name, "seeds": len(seeds), "elapsed_s": round(time.time() - t_start, 1),
+        "benchmark": "paper", **({} if args.renderer == "primitives" else {"renderer": args.renderer}),
+        "budget": budget_name, "seeds": len(seeds), "elapsed_s": round(time.time() - t_start, 1),
         "chosen_on_validation": best,
         **{f"{m}_target_mean_mpjpe": round(summary["methods"][m]["target_mean"]["mpjpe_mean"], 1)
            for m in ["pretrained"] + names},
@@ -304,8 +334,9 @@ def run_job(job: tuple, sets: dict | None = None) -> tuple[str, int, dict, list[
         torch.set_num_threads(1)
         if not _WORKER_SETS:
             poses = {k: pg.create_pose_source("bvh", **o).load() for k, o in sources.items()}
-            _WORKER_SETS.update(evaluation_sets(pg.create_renderer("primitives"), pg.SkeletonBody(), poses,
-                                                cfg.image_size, 4.0, eval_n))
+            plan = make_plan(*RENDERER_SUBJECTS[cfg.renderer])
+            _WORKER_SETS.update(evaluation_sets(pg.create_renderer(cfg.renderer), pg.SkeletonBody(), poses,
+                                                cfg.image_size, 4.0, eval_n, plan))
         sets = _WORKER_SETS
     run = pg.PoseGenRun(cfg, overwrite=True, console=Console(file=open(os.devnull, "w")))
     run.run()

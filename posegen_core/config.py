@@ -206,6 +206,7 @@ class RunConfig:
     scenario: str = "ood"  # ood: L_fb = c - e (the paper's best); ind: L_fb = e
     feedback: str = "render"  # render: through pixels (differentiable renderers); pose: official-code variant; none
     generate_viewpoint: bool = True  # False: theta only (the paper's A1 ablation), K = 0
+    generate_shape: bool = False  # G also generates body shape (renderers with shape_dim > 0, e.g. anny)
     w_spread: float = 0.01  # viewpoint spread term (nearest-neighbour entropy of camera directions); 0 = the paper
     viewpoint_param: str = "angles"  # angles: elevation/azimuth/roll -> K; axis_angle: the paper's literal K
     max_elevation: float = math.pi / 2  # "angles": bound on the camera elevation (radians)

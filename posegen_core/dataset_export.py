@@ -53,8 +53,9 @@ def chunk_streams(seed: int, index: int) -> tuple[torch.Generator, torch.Generat
 
 class SampleSource:
     """What a dataset is sampled from, chunk by chunk: ``poses(index, n, gen)`` gives (global_orient, body_pose, K) of
-    chunk ``index``; ``chunk`` poses, places and renders them. Subclasses hold ``renderer``, ``body_model``,
-    ``distance``, ``subject``, ``seed`` and ``device``."""
+    chunk ``index``, or (global_orient, body_pose, K, shape) when each sample has its own body shape (a generator
+    with ``generate_shape``; (n, shape_dim) in [0, 1], rendered as the ``subject``); ``chunk`` poses, places and
+    renders them. Subclasses hold ``renderer``, ``body_model``, ``distance``, ``subject``, ``seed`` and ``device``."""
 
     renderer: Any
     body_model: nn.Module
@@ -71,10 +72,12 @@ class SampleSource:
 
         Returns CPU tensors: global_orient (n, 3), body_pose (n, 23, 3), viewpoint (n, 3), camera_joints (n, 24, 3)
         with the root at the camera distance, joints (n, 24, 3) root-relative, rotations (n, 24, 3, 3) (the root's in
-        the camera frame), and images (n, 3, H, W) uint8 and alpha (n, 1, H, W) float when rendered."""
+        the camera frame), and images (n, 3, H, W) uint8 and alpha (n, 1, H, W) float when rendered; plus
+        phenotype (n, shape_dim) when the samples carry their own body shape."""
         pose_gen, render_gen = chunk_streams(self.seed, index)
         with torch.no_grad():
-            go, body_pose, view = self.poses(index, n, pose_gen)
+            go, body_pose, view, *rest = self.poses(index, n, pose_gen)
+            shape = rest[0] if rest else None
             if intrinsics is None:
                 body = self.body_model.to(body_pose.device)(go, body_pose)
                 cam, _ = to_camera_frame(body.joints, body.rotations, view, self.distance)
@@ -82,17 +85,19 @@ class SampleSource:
                         "rotations": camera_frame_rotations(go, body_pose, view)}
             else:
                 scene = render_scene(self.renderer, self.body_model, intrinsics, go, body_pose, view, self.distance,
-                                     self.subject, render_gen)
+                                     self.subject if shape is None else shape, render_gen)
                 data = {"camera_joints": scene.camera_joints, "joints": scene.joints, "rotations": scene.rotations,
                         "images": (scene.images.clamp(0, 1) * 255).round().to(torch.uint8), "alpha": scene.alpha}
         data.update(global_orient=go, body_pose=body_pose, viewpoint=view)
+        if shape is not None:
+            data["phenotype"] = shape
         return {k: v.detach().cpu() for k, v in data.items()}
 
     def in_memory(self, samples: int, intrinsics: Intrinsics) -> dict[str, torch.Tensor]:
         """All ``samples`` rendered at ``intrinsics``, in memory (the loop's fine-tuning data; keep it small)."""
         parts = [self.chunk(i, min(CHUNK, samples - s), intrinsics) for i, s in enumerate(range(0, samples, CHUNK))]
-        keys = ("global_orient", "body_pose", "viewpoint", "images", "joints", "rotations")
-        return {k: torch.cat([p[k] for p in parts]) for k in keys}
+        keys = ("global_orient", "body_pose", "viewpoint", "images", "joints", "rotations", "phenotype")
+        return {k: torch.cat([p[k] for p in parts]) for k in keys if k in parts[0]}
 
 
 @dataclass
@@ -118,13 +123,16 @@ class GeneratedSource(SampleSource):
         finally:
             self.generator.train(was_training)
         go = torch.zeros(n, 3, dtype=out.body_pose.dtype, device=out.body_pose.device)
+        if getattr(out, "shape", None) is not None:
+            return go, out.body_pose, out.viewpoint, out.shape
         return go, out.body_pose, out.viewpoint
 
 
 @dataclass
 class FixedSamples(SampleSource):
     """Given samples (what a run's dataset sampler chose), re-rendered at any size. ``images``, when given, are the
-    samples already rendered (uint8, (N, 3, h, w)); an export at that size writes them instead of rendering again."""
+    samples already rendered (uint8, (N, 3, h, w)); an export at that size writes them instead of rendering again.
+    ``phenotype``, when given, is each sample's body shape (N, shape_dim), rendered as its ``subject``."""
 
     global_orient: torch.Tensor
     body_pose: torch.Tensor
@@ -136,10 +144,14 @@ class FixedSamples(SampleSource):
     seed: int
     images: torch.Tensor | None = None
     device: torch.device | str = "cpu"
+    phenotype: torch.Tensor | None = None
 
     def poses(self, index, n, gen):
         sl = slice(index * CHUNK, index * CHUNK + n)
-        return tuple(t[sl].to(self.device) for t in (self.global_orient, self.body_pose, self.viewpoint))
+        given = (self.global_orient, self.body_pose, self.viewpoint)
+        if self.phenotype is not None:
+            given += (self.phenotype,)
+        return tuple(t[sl].to(self.device) for t in given)
 
     def chunk(self, index, n, intrinsics):
         if self.images is None or intrinsics is None or self.images.shape[-2:] != (intrinsics.height, intrinsics.width):
@@ -169,6 +181,7 @@ def spin_fields(chunk: dict[str, torch.Tensor], intrinsics: Intrinsics, distance
         "viewpoint": chunk["viewpoint"].numpy().astype(np.float32),
         "cam_K": np.tile(intrinsics.matrix().numpy()[None], (n, 1, 1)),
         "cam_t": np.tile(np.array([[0.0, 0.0, distance]], dtype=np.float32), (n, 1)),
+        **({"phenotype": chunk["phenotype"].numpy().astype(np.float32)} if "phenotype" in chunk else {}),
     }
 
 

@@ -39,6 +39,10 @@ class Renderer(nn.Module, abc.ABC):
     #: True when the renderer's output means nothing without trained weights (A-NeRF): runs refuse it without a
     #: checkpoint unless the user asks for random weights (``renderer_random_weights``).
     needs_checkpoint: ClassVar[bool] = False
+    #: How many per-sample body-shape parameters the renderer accepts (0: none). When > 0, ``subject`` may be a
+    #: (B, shape_dim) float tensor with values in [0, 1] (each renderer documents their meaning); the generator then
+    #: can generate body shape (``RunConfig.generate_shape``) and the gradient reaches it through the pixels.
+    shape_dim: ClassVar[int] = 0
 
     def forward(
         self,

@@ -45,7 +45,7 @@ from .stages.evaluate import evaluate_and_report, evaluate_estimator, evaluation
 from .stages.finetune import finetune
 from .stages.gan import train_gan
 from .strategies import build_strategies
-from .validation import check_renderer_weights
+from .validation import check_renderer_shape, check_renderer_weights
 
 STAGES = ("gan", "dataset", "finetune", "evaluate", "done")
 
@@ -80,6 +80,7 @@ class PoseGenRun:
         self.reporter = Reporter(console)
         check_renderer_weights(cfg.renderer, cfg.renderer_checkpoint or cfg.renderer_options.get("checkpoint"),
                                cfg.renderer_random_weights)
+        check_renderer_shape(cfg.renderer, cfg.generate_shape)
         if not resume:  # nothing is deleted here: run() replaces an earlier run only once the new parts are built
             check_out_folder(self.run_dir, overwrite)
         self.overwrite = overwrite

@@ -56,6 +56,22 @@ def check_images(images: object, name: str = "images") -> torch.Tensor:
     return images
 
 
+def check_renderer_shape(renderer: object, generate_shape: bool) -> None:
+    """Refuse ``generate_shape`` for a renderer that takes no per-sample body shape (``Renderer.shape_dim`` 0)."""
+    if not generate_shape:
+        return
+    from .errors import ConfigError
+    from .plugins import get_registry
+
+    obj = get_registry().get("renderer", renderer).factory if isinstance(renderer, str) else renderer
+    if int(getattr(obj, "shape_dim", 0)) <= 0:
+        name = renderer if isinstance(renderer, str) else type(renderer).__name__
+        raise ConfigError(
+            f"generate_shape needs a renderer that takes per-sample body shape (Renderer.shape_dim > 0); the {name} "
+            "renderer takes none. Use a renderer with body shapes (e.g. --renderer anny) or set generate_shape = false."
+        )
+
+
 def check_renderer_weights(renderer: object, checkpoint: object, random_weights: bool) -> None:
     """Refuse a renderer that needs trained weights (``Renderer.needs_checkpoint``) when none are given: its images
     would be noise, and hours of pre-training and feedback on them would be wasted. ``random_weights`` overrides."""

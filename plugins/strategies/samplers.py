@@ -48,14 +48,17 @@ def _errors(ctx, data: dict[str, torch.Tensor], kind: str = "mpjpe") -> torch.Te
     return torch.cat(errs)
 
 
-def _reference_errors(ctx, body_pose: torch.Tensor, gen: torch.Generator, kind: str = "mpjpe") -> torch.Tensor:
-    """The same poses seen from source-like (chest-height) views: PoseAug's e(original pose)."""
+def _reference_errors(ctx, body_pose: torch.Tensor, gen: torch.Generator, kind: str = "mpjpe",
+                      phenotype: torch.Tensor | None = None) -> torch.Tensor:
+    """The same poses (and body shapes, when G generated them) seen from source-like (chest-height) views: PoseAug's
+    e(original pose)."""
     P = ctx.state.P
     errs = []
     with torch.no_grad():
         for i in range(0, len(body_pose), CHUNK):
             bp = body_pose[i : i + CHUNK].to(ctx.device)
-            scene = ctx.scene(bp, source_viewpoints(len(bp), gen), gen)
+            shape = None if phenotype is None else phenotype[i : i + CHUNK].to(ctx.device)
+            scene = ctx.scene(bp, source_viewpoints(len(bp), gen), gen, subject=shape)
             pred, truth = P(scene.images).joints.cpu(), scene.joints.cpu()
             errs.append(pa_mpjpe(pred, truth) if kind == "pa" else per_sample_joint_error(pred, truth))
     return torch.cat(errs)
@@ -102,7 +105,8 @@ class FilteredSampler(DatasetSampler):
 
     def sample(self, ctx, n, gen):
         pool = GeneratorSampler().sample(ctx, max(n, math.ceil(self.candidates * n)), gen)
-        ratio = _errors(ctx, pool, self.error) / _reference_errors(ctx, pool["body_pose"], gen, self.error).clamp_min(1e-3)
+        ratio = _errors(ctx, pool, self.error) / _reference_errors(ctx, pool["body_pose"], gen, self.error,
+                                                         pool.get("phenotype")).clamp_min(1e-3)
         idx = select_by_band(ratio, n, self.low, self.high, self.mix, gen)
         inside = ((ratio > self.low) & (ratio < self.high)).float().mean()
         ctx.log(f"filtered sampler: {inside * 100:.0f}% of {len(ratio)} candidates inside ({self.low}, {self.high}); "

@@ -73,7 +73,7 @@ def export_run(
 
     from ..body_models import create_body_model
     from ..dataset_export import DEFAULT_SHARD, ExportSettings, GeneratedSource, export_dataset
-    from ..generator import PoseGenerator
+    from ..generator import PoseGenerator, generated_shape_dim
     from ..io import load_state_dict_strict
     from ..loop import stage_seed
     from ..plugins import create_prior, create_renderer
@@ -88,14 +88,15 @@ def export_run(
         raise ConfigError(f"{run_dir} is not a posegen run folder (no config.json); pass the folder `posegen run` wrote.")
     cfg = RunConfig.from_file(run_dir / "config.json")
     state, ckpt = _generator_state(run_dir)
-    G = PoseGenerator(cfg.latent_dim, viewpoint=cfg.generate_viewpoint, viewpoint_param=cfg.viewpoint_param,
-                      k_max=cfg.k_max, max_elevation=cfg.max_elevation, max_roll=cfg.max_roll)
-    load_state_dict_strict(G, state, ckpt)
     dev = torch.device(resolve_device(device))
     opts = dict(cfg.renderer_options)
     if cfg.renderer_checkpoint:
         opts["checkpoint"] = cfg.renderer_checkpoint
     renderer = create_renderer(cfg.renderer, **opts)
+    G = PoseGenerator(cfg.latent_dim, viewpoint=cfg.generate_viewpoint, viewpoint_param=cfg.viewpoint_param,
+                      k_max=cfg.k_max, max_elevation=cfg.max_elevation, max_roll=cfg.max_roll,
+                      shape_dim=generated_shape_dim(cfg.generate_shape, renderer))
+    load_state_dict_strict(G, state, ckpt)
     if isinstance(renderer, torch.nn.Module):
         renderer.to(dev)
     body = create_body_model(cfg.smpl_model).to(dev)

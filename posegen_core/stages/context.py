@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import RunConfig
 from ..dataset_export import GeneratedSource
-from ..generator import PoseGenerator
+from ..generator import PoseGenerator, generated_shape_dim
 from ..history_pool import HistoryPool
 from ..interfaces import Discriminator, Estimator, PoseSet
 from ..scene import SceneBatch, render_scene, sample_poses, source_viewpoints
@@ -63,7 +63,7 @@ def init_training(cfg: RunConfig, parts: Parts, device: torch.device) -> TrainSt
     """A fresh training state; G's initial weights draw from torch's default generator (seeded in ``build_parts``)."""
     G = PoseGenerator(
         cfg.latent_dim, viewpoint=cfg.generate_viewpoint, viewpoint_param=cfg.viewpoint_param, k_max=cfg.k_max,
-        max_elevation=cfg.max_elevation, max_roll=cfg.max_roll,
+        max_elevation=cfg.max_elevation, max_roll=cfg.max_roll, shape_dim=generated_shape_dim(cfg.generate_shape, parts.renderer),
     ).to(device)
     D, P = parts.discriminator, parts.estimator
     return TrainState(
@@ -90,12 +90,22 @@ class RunContext:
     save_state: Callable[[], None]
     check_finite: Callable[[dict[str, torch.Tensor]], None]
     reporter: Any
+    #: G's body shapes (B, shape_dim) of the batch being trained on (``generate_shape``; the GAN stage sets and
+    #: clears it), else None: renders of a batch of that size without an explicit ``subject`` use them, so the
+    #: strategies keep calling ``scene(body_pose, view, rng)`` unchanged.
+    batch_subject: torch.Tensor | None = None
 
     def generate(self, n: int, gen: torch.Generator, matrix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(body_pose, K) from G; K as rotation matrices (for gradients) or axis-angle vectors (for export)."""
+        body_pose, view, _ = self.generate_with_shape(n, gen, matrix)
+        return body_pose, view
+
+    def generate_with_shape(self, n: int, gen: torch.Generator, matrix: bool = True
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(body_pose, K, shape) from G; shape is None unless G generates body shape."""
         z = self.parts.prior.sample(n, self.cfg.latent_dim, generator=gen)
         out = self.state.G(z.to(self.device))
-        return out.body_pose, (out.view_rotation if matrix else out.viewpoint)
+        return out.body_pose, (out.view_rotation if matrix else out.viewpoint), out.shape
 
     def generated_source(self) -> GeneratedSource:
         """G's samples for the dataset, seeded by the dataset stage's seed (what ``posegen export RUN`` re-draws)."""
@@ -105,7 +115,10 @@ class RunContext:
 
     def scene(self, body_pose: torch.Tensor, viewpoint: torch.Tensor, gen: torch.Generator,
               global_orient: torch.Tensor | None = None, subject: Any = None) -> SceneBatch:
-        """Render (body_pose, K): G's bodies stand upright (identity root) unless ``global_orient`` is given."""
+        """Render (body_pose, K): G's bodies stand upright (identity root) unless ``global_orient`` is given. Without a
+        ``subject``: G's shapes of the current batch (``batch_subject``) when the sizes match, else ``cfg.subject``."""
+        if subject is None and self.batch_subject is not None and len(self.batch_subject) == len(body_pose):
+            subject = self.batch_subject
         if global_orient is None:
             global_orient = torch.zeros(len(body_pose), 3, dtype=body_pose.dtype, device=body_pose.device)
         return render_scene(
@@ -117,7 +130,7 @@ class RunContext:
         """n source-domain renders (source poses from chest-height views)."""
         go, bp = sample_poses(self.parts.source.train, n, gen)
         with torch.no_grad():
-            return self.scene(bp, source_viewpoints(n, gen), gen, go)
+            return self.scene(bp, source_viewpoints(n, gen), gen, go, subject=self.cfg.subject)
 
     def set_p_train(self) -> None:
         P = self.state.P

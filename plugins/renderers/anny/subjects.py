@@ -93,11 +93,27 @@ def subjects_from_ids(ids: list[int]) -> Subjects:
     return Subjects(**{k: torch.cat([getattr(p, k) for p in parts]) for k in vars(parts[0])})
 
 
+def shape_to_phenotype(shape: torch.Tensor) -> torch.Tensor:
+    """Generated body shape (B, 6) in [0, 1] -> anny phenotype (B, 6): each value placed linearly in the prior's
+    range (PHENOTYPE_RANGES), so generated bodies stay within the bodies the prior samples (adults). Differentiable."""
+    lo = shape.new_tensor([r[0] for r in PHENOTYPE_RANGES])
+    hi = shape.new_tensor([r[1] for r in PHENOTYPE_RANGES])
+    return lo + (hi - lo) * shape
+
+
 def resolve_subjects(subject: int | str | torch.Tensor | Subjects | None, batch: int, generator: torch.Generator,
                      default: int | str) -> Subjects:
-    """The renderer's ``subject`` argument -> a batch of subjects (None: the renderer's default)."""
+    """The renderer's ``subject`` argument -> a batch of subjects (None: the renderer's default). A (B, 6) float
+    tensor is generated body shape (``shape_to_phenotype``) worn by the default subject's appearance."""
     if subject is None:
         subject = default
+    if isinstance(subject, torch.Tensor) and subject.is_floating_point() and subject.dim() == 2:
+        if subject.shape != (batch, len(PHENOTYPE_LABELS)):
+            raise pg.ShapeError(f"body shapes must be a ({batch}, {len(PHENOTYPE_LABELS)}) float tensor in [0, 1], one "
+                                f"row per sample ({', '.join(PHENOTYPE_LABELS)}); got {tuple(subject.shape)}.")
+        looks = resolve_subjects(default, batch, generator, "random")
+        looks.phenotype = shape_to_phenotype(subject)
+        return looks
     if isinstance(subject, Subjects):
         if subject.phenotype.shape[0] != batch:
             raise pg.ShapeError(
