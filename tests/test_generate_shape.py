@@ -64,7 +64,8 @@ def test_feedback_gradient_reaches_generated_shape_through_anny() -> None:
     assert renderer.shape_dim == 6
     torch.manual_seed(0)
     G = PoseGenerator(32, shape_dim=renderer.shape_dim)
-    P = pg.create_estimator("simple").eval()
+    with pytest.warns(UserWarning, match="random weights"):  # a stand-in for a trained estimator (weights set below)
+        P = pg.create_estimator("simple").eval()
     # a fresh estimator's output layer is zero (its prediction ignores the image); a trained one's is not
     torch.nn.init.normal_(P.joints_out.weight, std=0.01, generator=torch.Generator().manual_seed(2))
     out = G(torch.randn(4, 32, generator=torch.Generator().manual_seed(0)))
