@@ -13,8 +13,10 @@ Structure (the paper's, scaled to a 2-core CPU):
   new subject appearance (35-80 degree views); plus the held-out walking takes from source views (forgetting);
 - methods, all built through the strategy seam (RunConfig.feedback / hardness / sampler) and fine-tuned from the same
   pre-trained model with the same steps, batch and samples: A2 (theta + K, no feedback), the control A2-ew (A2's
-  generator, its samples resampled by the estimator's error), PoseGen with the paper's hardness (A3) and with the
-  hardness controls (banded, split, camera prior, filtered set), and the oracle (real pool poses from novel views);
+  generator, its samples resampled by the estimator's error), PoseGen with the paper's hardness (A3), with feedback
+  to the viewpoints only (A3-view, and with PoseAug's relative band: A3-view-banded on MPJPE, A3-view-banded-pa on
+  PA-MPJPE), and the oracle (real pool poses from novel views); the relative controls with feedback to theta too
+  (banded, split, camera prior, filtered set) run with --methods;
 - >= 5 seeds; paired differences to A2 per seed with 95% t intervals; MPJPE, PA-MPJPE and root-orientation error
   (the angle of the Procrustes rotation) apart; mean and worst case over the targets; viewpoint histograms.
 
@@ -84,6 +86,9 @@ METHODS: dict[str, dict[str, Any]] = {
     "A3-view-banded-pa": dict(feedback="view", hardness="banded",
                               hardness_options=dict(beta_start=1.2, beta_end=1.4, sigma=0.1, error="pa")),
     "A3-ew": dict(feedback="render", hardness="paper", sampler="error_weighted"),  # PoseGen + the control's resampling
+    # G's samples nearest to a real pool pose: are G's least realistic poses what costs the articulation?
+    "A2-plausible": dict(feedback="none", sampler="plausible"),
+    "A3-plausible": dict(feedback="render", hardness="paper", sampler="plausible"),
     "oracle": dict(feedback="none", sampler="target_like", iters=0, feedback_start=0),  # the paper's "FT" rows
     # not in the default grid (--methods): the previous ablations
     "A1": dict(feedback="none", generate_viewpoint=False),

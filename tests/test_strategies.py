@@ -336,3 +336,34 @@ def test_orientation_error_is_the_angle_of_the_aligning_rotation():
     angles = torch.tensor([0.0, 0.5, 2.0])
     pred = truth @ rotation_about_axis("y", angles).transpose(1, 2) * 1.3 + 0.2  # rotated, scaled, moved
     torch.testing.assert_close(orientation_error_deg(pred, truth), torch.rad2deg(angles), atol=1e-3, rtol=0)
+
+
+def test_plausible_sampler_keeps_the_samples_nearest_to_a_real_pose(tmp_path):
+    """``plausible``: of candidates x n generated samples, the n whose upright skeleton is nearest (RMS joint distance)
+    to a real pose of D's pose source, checked against a direct computation over every pair."""
+    from posegen_plugins.strategies.samplers import nearest_real_distance
+
+    ctx = _context(tmp_path)
+    real = ctx.parts.split.train.body_pose[:50]
+    body_pose = torch.randn(7, 23, 3, generator=torch.Generator().manual_seed(3)) * 0.3
+    body_pose[2] = real[10]  # a real pose: distance zero
+    got = nearest_real_distance(ctx, body_pose, real)
+
+    def skeleton(bp):
+        j = ctx.parts.body_model(torch.zeros(1, 3), bp[None]).joints[0]
+        return j - j[:1]
+
+    want = torch.tensor([min(float(((skeleton(b) - skeleton(r)) ** 2).sum(-1).mean().sqrt()) for r in real)
+                         for b in body_pose])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert float(got[2]) < 1e-5
+
+    sampler = pg.create_strategy("sampler", "plausible", candidates=2.0)
+    data = sampler.sample(ctx, 4, torch.Generator().manual_seed(0))
+    everything = pg.create_strategy("sampler", "generator").sample(ctx, 8, torch.Generator().manual_seed(0))
+    dist = nearest_real_distance(ctx, everything["body_pose"], ctx.parts.split.train.body_pose)
+    kept = torch.argsort(dist, stable=True)[:4]
+    torch.testing.assert_close(data["body_pose"], everything["body_pose"][kept])
+    assert data["images"].shape[0] == 4 and data["images"].dtype == torch.uint8
+    with pytest.raises(pg.ConfigError, match="candidates must be >= 1"):
+        pg.create_strategy("sampler", "plausible", candidates=0.5)

@@ -7,7 +7,7 @@
   ``feedback_shape``), ``banded`` (PoseAug: the error relative to a source-like view, held inside a rising band),
   ``split`` (articulation and viewpoint bands apart, with their own weights); both take an optional camera prior;
 - samplers (``RunConfig.sampler``): ``generator`` (G's samples), ``error_weighted`` (G's samples resampled by the
-  estimator's error: a control), ``filtered`` (AdaptPose: keep relative hardness inside a band, optionally mixed
+  estimator's error: a control), ``plausible`` (G's samples nearest to a real pose), ``filtered`` (AdaptPose: keep relative hardness inside a band, optionally mixed
   with unfiltered samples), ``target_like`` (the oracle: real poses from novel views).
 """
 
@@ -17,10 +17,10 @@ import posegen_core as pg
 
 from .feedback import NoFeedback, PoseFeedback, RenderFeedback, ViewFeedback
 from .hardness import BandedHardness, PaperHardness, SplitHardness
-from .samplers import ErrorWeightedSampler, FilteredSampler, GeneratorSampler, TargetLikeSampler
+from .samplers import ErrorWeightedSampler, FilteredSampler, GeneratorSampler, PlausibleSampler, TargetLikeSampler
 
 __all__ = ["BandedHardness", "ErrorWeightedSampler", "FilteredSampler", "GeneratorSampler", "NoFeedback",
-           "PaperHardness", "PoseFeedback", "RenderFeedback", "SplitHardness", "TargetLikeSampler", "ViewFeedback"]
+           "PaperHardness", "PlausibleSampler", "PoseFeedback", "RenderFeedback", "SplitHardness", "TargetLikeSampler", "ViewFeedback"]
 
 
 @pg.hookimpl
@@ -35,4 +35,5 @@ def posegen_register_strategies(register):
     register("generator", GeneratorSampler, description="fine-tune on G's samples")
     register("error_weighted", ErrorWeightedSampler, description="G's samples resampled by the estimator's error")
     register("filtered", FilteredSampler, description="AdaptPose: keep relative hardness inside a band (+ mix)")
+    register("plausible", PlausibleSampler, description="G's samples nearest to a real pose (candidates x n drawn)")
     register("target_like", TargetLikeSampler, description="the oracle: real poses from novel views")
