@@ -39,7 +39,10 @@ def format_duration(seconds: float) -> str:
 
 class Reporter:
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        from . import distributed
+
+        # in a distributed run only rank 0 shows progress and log lines
+        self.console = console or Console(stderr=True, quiet=not distributed.world().main)
         self.live = self.console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
