@@ -173,16 +173,18 @@ def average_buffers(module: nn.Module) -> None:
         return
     import torch.distributed as dist
 
-    bufs = [b for b in module.buffers() if b.is_floating_point()]
-    if not bufs:
+    slots = [(m._buffers, name) for m in module.modules() for name, b in m._buffers.items()
+             if b is not None and b.is_floating_point()]
+    if not slots:
         return
-    flat = torch.cat([b.reshape(-1) for b in bufs])
+    flat = torch.cat([d[name].detach().reshape(-1) for d, name in slots])
     dist.all_reduce(flat)
     flat /= _world.size
     offset = 0
-    for b in bufs:
-        b.copy_(flat[offset : offset + b.numel()].view_as(b))
-        offset += b.numel()
+    for d, name in slots:  # replaced, not written in place: this step's graph may still hold the old ones
+        old = d[name]
+        d[name] = flat[offset : offset + old.numel()].view_as(old).clone()
+        offset += old.numel()
 
 
 def shards_from_same_buffers(module: nn.Module, calls: Sequence[Callable[[], T]]) -> list[T]:
@@ -191,18 +193,17 @@ def shards_from_same_buffers(module: nn.Module, calls: Sequence[Callable[[], T]]
     equal those of the same streams on several ranks (``average_buffers``)."""
     if len(calls) == 1:
         return [calls[0]()]
-    bufs = list(module.buffers())
-    start = [b.detach().clone() for b in bufs]
+    # buffers are replaced, never written in place: a forward's graph may still hold the ones it read
+    slots = [(m._buffers, name) for m in module.modules() for name, b in m._buffers.items() if b is not None]
+    start = [d[name].detach().clone() for d, name in slots]
     outs, ends = [], []
     for call in calls:
-        with torch.no_grad():
-            for b, s in zip(bufs, start):
-                b.copy_(s)
+        for (d, name), s in zip(slots, start):
+            d[name] = s.clone()
         outs.append(call())
-        ends.append([b.detach().clone() for b in bufs])
-    with torch.no_grad():
-        for i, b in enumerate(bufs):
-            b.copy_(torch.stack([e[i] for e in ends]).mean(0) if b.is_floating_point() else ends[0][i])
+        ends.append([d[name].detach() for d, name in slots])
+    for i, (d, name) in enumerate(slots):
+        d[name] = torch.stack([e[i] for e in ends]).mean(0) if start[i].is_floating_point() else ends[0][i].clone()
     return outs
 
 
@@ -282,7 +283,7 @@ def from_main(flag: bool) -> bool:
 def gather_generator_states(gens: Sequence[torch.Generator]) -> list[torch.Tensor]:
     """The states of every stream of the run, in stream order (each rank contributes its own block)."""
     local = torch.stack([g.get_state() for g in gens])
-    return list(all_gather_rows(local))
+    return [row.clone() for row in all_gather_rows(local)]  # each its own storage: set_state reads from its start
 
 
 def broadcast_parameters(module: nn.Module) -> None:

@@ -75,7 +75,7 @@ class TrainState:
         owned = distributed.local_streams(self.streams)  # ConfigError when this world size does not divide it
         self.rngs = [torch.Generator() for _ in owned]
         for g, k in zip(self.rngs, owned):
-            g.set_state(states[k])
+            g.set_state(states[k].clone())
 
 
 def init_training(cfg: RunConfig, parts: Parts, device: torch.device) -> TrainState:

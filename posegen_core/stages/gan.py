@@ -51,7 +51,10 @@ def train_gan(ctx: RunContext) -> None:
         st.D.train()
         # generator step (eq. 8)
         st.D.requires_grad_(False)
-        shares = [_Stream(g, *ctx.generate_with_shape(cfg.batch_size, g)) for g in st.rngs]
+        # each stream's share through G on its own (G's BatchNorm normalises per share, as on separate processes)
+        shares = distributed.shards_from_same_buffers(
+            st.G, [lambda g=g: _Stream(g, *ctx.generate_with_shape(cfg.batch_size, g)) for g in st.rngs])
+        distributed.average_buffers(st.G)
         advs, fbs, errs, logs = [], [], [], []
         start = cfg.feedback_begins
         feedback_now = st.step >= start and (st.step - start) % cfg.feedback_every == 0
