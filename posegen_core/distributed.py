@@ -81,7 +81,12 @@ def init_from_env(device: torch.device | str = "cpu") -> World:
         torch.cuda.set_device(local_rank)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        # the store that torchrun's agent keeps across restarts (--max-restarts) still holds the dead attempt's
+        # addresses: each attempt keeps its keys apart
+        store, rank, size = next(dist.rendezvous("env://"))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(backend, store=dist.PrefixStore(f"posegen/attempt-{attempt}/", store), rank=rank,
+                                world_size=size)
     _world = World(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend())
     return _world
 

@@ -89,4 +89,4 @@ class Reporter:
                 split, f"{r['mpjpe_before']:.1f}", f"{r['mpjpe_after']:.1f}", f"{change:+.1f}%",
                 f"{r['pa_mpjpe_before']:.1f}", f"{r['pa_mpjpe_after']:.1f}",
             )
-        Console().print(t)
+        Console(quiet=self.console.quiet).print(t)

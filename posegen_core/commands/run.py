@@ -104,11 +104,12 @@ def run(config_file: str | None, sets: tuple[str, ...], resume_dir: str | None, 
         cfg = resolve_config(config_file, flags, sets)
         restarted = restarted_run(cfg)
         runner = PoseGenRun.resume(restarted) if restarted else PoseGenRun(cfg, overwrite=overwrite)
+    main = distributed.world().main
     try:
         result = runner.run()
     finally:
         distributed.shutdown()
-    if distributed.world().main:
+    if main:
         click.echo(f"run folder: {result.run_dir}")
 
 
@@ -139,7 +140,7 @@ def launch_local(nproc: int, max_restarts: int) -> None:
         torchrun(["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}", "-m", "posegen",
                   *args])
     except ChildFailedError as e:  # the processes printed their own errors above
-        failures = "; ".join(f"rank {f.rank} exit code {f.exitcode}" for f in e.failures.values())
+        failures = "; ".join(f"rank {rank} exit code {f.exitcode}" for rank, f in e.failures.items())
         raise click.ClickException(f"the distributed run failed ({failures}); see the processes' errors above. A "
                                    "stopped run continues with `posegen run --resume RUN_FOLDER --nproc-per-node N`.")
 
