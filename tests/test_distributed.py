@@ -100,3 +100,117 @@ def test_a_process_killed_in_the_gan_stage_resumes_to_the_same_end(tmp_path):
     # the same checkpoint continues at another world size (one process drawing both streams) to the same end
     run_processes(1, "resume", cfg, other, tmp_path / "cache")
     _assert_same_models(_state(whole), _state(other))
+
+
+# ----------------------------------------------------------------------------------------------- the command line
+_AUDIT = '''
+import os, sys
+_dir, _rank = os.environ.get("POSEGEN_TEST_AUDIT"), os.environ.get("RANK")
+if _dir and _rank is not None:
+    _fd = os.open(os.path.join(_dir, f"{os.getpid()}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    _run = os.environ["POSEGEN_TEST_RUNS"]
+
+    def _hook(event, args):
+        if event == "open" and args[0] is not None and isinstance(args[0], str):
+            mode = args[1] or ""
+            if any(c in mode for c in "wax+") or (isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR)):
+                path = os.path.abspath(args[0])
+            else:
+                return
+        elif event == "os.rename":
+            path = os.path.abspath(os.fsdecode(args[1]))
+        else:
+            return
+        if path.startswith(_run):
+            os.write(_fd, f"{_rank}\\t{event}\\t{path}\\n".encode())
+
+    sys.addaudithook(_hook)
+'''
+
+_CRASH_PLUGIN = '''
+import os
+from posegen_core import hookimpl
+
+@hookimpl
+def posegen_step_end(step, metrics):
+    # rank 1 dies after GAN step 2 of the first attempt; torchrun (--max-restarts) starts the processes again
+    if step == 2 and os.environ.get("RANK") == "1" and os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0":
+        os._exit(17)
+'''
+
+RUN_FILES = {"config.json", "manifest.json", "metrics.jsonl", "posegen-run.json", "summary.json",
+             "checkpoints/state.pt", "checkpoints/estimator_pretrained.pt", "checkpoints/estimator_final.pt",
+             "checkpoints/generator.pt", "dataset/annotations.npz", "dataset/export.json", "dataset/posegen_fits.npy",
+             *(f"dataset/images/{i:06d}.png" for i in range(8))}
+
+
+def _cli_env(tmp: Path, audit: Path, with_crash: bool) -> dict:
+    import os
+
+    site = tmp / ("site-crash" if with_crash else "site")
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_AUDIT)
+    if with_crash:  # installed as pip would: a module and a dist-info declaring it in the posegen entry-point group
+        (site / "crash_plugin.py").write_text(_CRASH_PLUGIN)
+        info = site / "crash_plugin-1.0.dist-info"
+        info.mkdir(exist_ok=True)
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crash-plugin\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text("[posegen]\ncrash = crash_plugin\n")
+    audit.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env.update(PYTHONPATH=str(site), POSEGEN_TEST_AUDIT=str(audit), POSEGEN_TEST_RUNS=str(tmp.resolve()),
+               POSEGEN_CACHE=str(tmp / "cache"), OMP_NUM_THREADS="1")
+    return env
+
+
+def _writers(audit: Path) -> dict[str, set[str]]:
+    """Each written file -> the ranks that wrote it (opened for writing, or renamed into place)."""
+    out: dict[str, set[str]] = {}
+    for log in audit.glob("*.log"):
+        for line in log.read_text().splitlines():
+            rank, _, path = line.split("\t")
+            out.setdefault(path, set()).add(rank)
+    return out
+
+
+def _check_run_folder(run: Path, audit: Path) -> None:
+    files = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    assert RUN_FILES <= files, sorted(RUN_FILES - files)
+    assert not [f for f in files if ".partial" in f or ".tmp" in f or f.endswith(".lock")], files  # nothing half-done
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["backend"] == "gloo"
+    rows = [(r["stage"], r["step"]) for r in _metrics(run)]
+    assert len(rows) == len(set(rows)) and ("evaluate", 1) in rows
+    writers = _writers(audit)
+    assert writers, "the audit hook saw no writes"
+    shared = {p: r for p, r in writers.items() if len(r) > 1}
+    assert not shared, f"written by several processes: {shared}"
+    assert writers[str((run / "manifest.json").resolve())] == {"0"}
+
+
+@pytest.mark.slow
+def test_torchrun_and_the_nproc_shortcut_write_one_complete_run_folder(tmp_path):
+    """``torchrun -m posegen run`` and ``posegen run --nproc-per-node 2`` (whose rank 1 dies in the GAN stage and is
+    restarted by torchrun) each write one complete run folder, every file by one process, with the same models."""
+    import subprocess
+
+    config = tmp_path / "tiny.toml"
+    config.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in _cfg(tmp_path, iters=3, samples=8).items()))
+    py = Path(sys.executable)
+    a, b = tmp_path / "a", tmp_path / "b"
+    done = subprocess.run([str(py), "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+                           "posegen", "run", "--config", str(config), "--out", str(a)],
+                          env=_cli_env(tmp_path, tmp_path / "audit-a", False), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run folder:") == 1
+    _check_run_folder(a, tmp_path / "audit-a")
+    done = subprocess.run([str(py.parent / "posegen"), "run", "--nproc-per-node", "2", "--max-restarts", "1",
+                           "--config", str(config), "--out", str(b)],
+                          env=_cli_env(tmp_path, tmp_path / "audit-b", True), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "exitcode: 17" in done.stderr  # rank 1 did die, and the run went on from its last checkpoint
+    assert "resuming at stage 'gan', step 1" in done.stdout + done.stderr  # its last checkpoint (step 2's was not)
+    _check_run_folder(b, tmp_path / "audit-b")
+    _assert_same_models(_state(a), _state(b), atol=0)
