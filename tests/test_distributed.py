@@ -85,6 +85,7 @@ def test_two_processes_equal_one_process_at_twice_the_batch(tmp_path):
     assert not torch.allclose(next(iter(a["G"].values())), next(iter(c["G"].values())))
 
 
+@pytest.mark.slow
 def test_a_process_killed_in_the_gan_stage_resumes_to_the_same_end(tmp_path):
     cfg = _cfg(tmp_path, iters=4, finetune="after")
     whole, broken, other = tmp_path / "whole", tmp_path / "broken", tmp_path / "other"
