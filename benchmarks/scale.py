@@ -117,6 +117,11 @@ def main() -> None:
                 "samples_per_s": {str(w): round(r, 1) for w, (r, _) in measured.items()},
                 "speedup": {str(w): round(r / base, 2) for w, (r, _) in measured.items()},
                 "cpu_s_whole_command": {str(w): round(c, 1) for w, (_, c) in measured.items()},
+                # CPU time of all processes (start-up included) per sample: equal at 1 and 2 processes means the
+                # distributed run adds no work, so its speed-up is bounded only by the free cores
+                "cpu_ms_per_sample": {str(w): round(1000 * c / (2 * args.iters * args.batch_size * w if kind == "loop"
+                                                                else args.export_samples), 2)
+                                      for w, (_, c) in measured.items()},
             }
     result.update(machine=f"{platform.machine()} {platform.processor() or ''}".strip(), cpu_count=os.cpu_count(),
                   torch=torch.__version__, target_speedup_at_2=1.6)

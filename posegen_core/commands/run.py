@@ -118,12 +118,16 @@ def restarted_run(cfg: RunConfig) -> Path | None:
     (``--max-restarts``): the same command line then resumes the run it started, from its last checkpoint."""
     import os
 
-    from ..run_folder import is_run_folder
+    from ..run_folder import config_differences, is_run_folder, started_config
 
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) == 0 or not cfg.out:
         return None
     out = Path(cfg.out)
-    return out if is_run_folder(out) and (out / "config.json").is_file() else None
+    if not (is_run_folder(out) and (out / "config.json").is_file()):
+        return None  # the first attempt died before it wrote the folder: start afresh
+    started = started_config(out)
+    # an earlier run with another configuration (the first attempt died before replacing it): start afresh
+    return out if started is not None and not config_differences(started, cfg.to_dict()) else None
 
 
 def launch_local(nproc: int, max_restarts: int) -> None:
