@@ -74,6 +74,8 @@ class PoseGenRun:
         # under torchrun: join the process group (gloo on CPU, NCCL on GPU); alone: rank 0 of 1, nothing changes
         self.world = distributed.init_from_env(cfg.torch_device)
         self.device = distributed.local_device(cfg.torch_device)
+        if cfg.streams is not None:  # before anything is built or written
+            distributed.check_streams(cfg.streams)
         self._check_plugin_names()
         self.run_dir = Path(run_dir or cfg.out or self._default_dir())
         self.ckpt_dir = self.run_dir / "checkpoints"

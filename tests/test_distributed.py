@@ -62,6 +62,36 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def test_stream_zero_is_the_single_process_generator_and_the_others_differ():
+    from posegen_core.distributed import stream_generator
+    from posegen_core.stages.build import stage_generator, stage_seed
+
+    seed = stage_seed(3, "gan")
+    ref = torch.rand(5, generator=stage_generator(3, "gan"))
+    assert torch.equal(torch.rand(5, generator=stream_generator(seed, 0)), ref)
+    others = [torch.rand(5, generator=stream_generator(seed, s)) for s in (1, 2)]
+    assert not torch.equal(others[0], ref) and not torch.equal(others[0], others[1])
+    assert torch.equal(torch.rand(5, generator=stream_generator(seed, 1)), others[0])  # reproducible
+
+
+def test_a_world_size_that_does_not_divide_the_streams_is_refused_before_anything_is_written(tmp_path):
+    from posegen_core.distributed import check_streams
+
+    check_streams(4, 2)
+    with pytest.raises(pg.ConfigError, match=r"3 random stream\(s\) but 2 processes.*start 1, 3 processes"):
+        check_streams(3, 2)
+    with pytest.raises(pg.ConfigError, match="streams"):
+        pg.PoseGenRun(pg.RunConfig(device="cpu", streams=0, out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_shortcut_passes_everything_but_its_own_options_to_the_processes():
+    from posegen_core.commands.run import _without_launcher_options
+
+    argv = ["run", "--nproc-per-node", "2", "--set", "iters=3", "--max-restarts=1", "--out", "x"]
+    assert _without_launcher_options(argv) == ["run", "--set", "iters=3", "--out", "x"]
+
+
 def test_two_processes_equal_one_process_at_twice_the_batch(tmp_path):
     """One GAN iteration (G, D and the estimator's in-loop update) and one fine-tuning step at world size 2 with B
     samples per process give the models of one process drawing 2B samples from the same two random streams."""
