@@ -2,7 +2,7 @@
 torch thread per process, gloo), and the scaling efficiency (samples/s at 2 processes over samples/s at 1; target
 >= 1.6x, docs/DISTRIBUTED.md).
 
-    .venv/bin/python benchmarks/scale.py [--worlds 1,2] [--batch-size 32] [--iters 10] [--export-samples 1024]
+    .venv/bin/python benchmarks/scale.py [--worlds 1,2] [--batch-size 32] [--iters 10] [--export-samples 4096]
                                          [--export-size 128] [--device cpu|cuda]
 
 Each measurement starts the real command line under torch's launcher
@@ -83,7 +83,7 @@ def make_run(folder: Path) -> Path:
 
 def export(n: int, args: argparse.Namespace, tmp: Path, run_dir: Path) -> float:
     cmd = launcher(n) + ["export", str(run_dir), "--out", str(tmp / f"export-{n}"), "--samples",
-                         str(args.export_samples), "--size", str(args.export_size), "--shard-size", "128",
+                         str(args.export_samples), "--size", str(args.export_size), "--shard-size", "256",
                          "--threads", "1", "--device", args.device]
     stdout, cpu = run(cmd, tmp)
     found = re.search(r"in ([0-9.]+) s \(", stdout)  # the export's own time, without the processes' start-up
@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32, help="GAN samples per process and step")
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--iters", type=int, default=10, help="timed GAN iterations (as many again warm up)")
-    ap.add_argument("--export-samples", type=int, default=1024)
+    ap.add_argument("--export-samples", type=int, default=4096)
     ap.add_argument("--export-size", type=int, default=128)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
