@@ -52,6 +52,10 @@ def _body(rank: int, world: int, port: int, mode: str, cfg: dict[str, Any], run_
         try:
             if mode == "resume":
                 pg.PoseGenRun.resume(run_dir).run()
+            elif mode == "export":  # cfg: export_run's keyword arguments
+                from posegen_core.commands.export import export_run
+
+                export_run(run_dir, **cfg)
             else:
                 pg.run(pg.RunConfig.from_dict(cfg), run_dir)
         finally:
@@ -69,6 +73,10 @@ def run_processes(world: int, mode: str, cfg: dict[str, Any], run_dir: Path, cac
             warnings.simplefilter("ignore")
             if mode == "resume":
                 pg.PoseGenRun.resume(run_dir).run()
+            elif mode == "export":
+                from posegen_core.commands.export import export_run
+
+                export_run(run_dir, **cfg)
             else:
                 pg.run(pg.RunConfig.from_dict(cfg), run_dir)
         return

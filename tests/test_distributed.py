@@ -133,6 +133,35 @@ def test_a_process_killed_in_the_gan_stage_resumes_to_the_same_end(tmp_path):
     _assert_same_models(_state(whole), _state(other))
 
 
+def test_an_export_on_two_processes_equals_the_one_process_export(tmp_path):
+    """Each process renders and writes its own shards; rank 0 merges them into the same dataset, byte for byte."""
+    import numpy as np
+
+    from posegen_core.generator import PoseGenerator
+    from posegen_core.io import atomic_torch_save, atomic_write_json
+
+    cfg = pg.RunConfig()
+    torch.manual_seed(0)
+    G = PoseGenerator(cfg.latent_dim, viewpoint=cfg.generate_viewpoint, viewpoint_param=cfg.viewpoint_param,
+                      k_max=cfg.k_max, max_elevation=cfg.max_elevation, max_roll=cfg.max_roll)
+    run = tmp_path / "run"
+    atomic_write_json(cfg.to_dict(), run / "config.json")
+    atomic_torch_save({"G": G.state_dict(), "config": cfg.to_dict()}, run / "checkpoints" / "generator.pt")
+    options = dict(samples=200, size=32, shard_size=64, threads=1)  # 4 shards: 2 per process, the last one short
+    run_processes(1, "export", {**options, "out": str(tmp_path / "one")}, run, tmp_path / "cache")
+    run_processes(2, "export", {**options, "out": str(tmp_path / "two")}, run, tmp_path / "cache")
+    one, two = np.load(tmp_path / "one" / "annotations.npz"), np.load(tmp_path / "two" / "annotations.npz")
+    assert one.files == two.files and len(two["imgname"]) == 200
+    for key in one.files:
+        assert np.array_equal(one[key], two[key]), key
+    names = sorted(p.name for p in (tmp_path / "two" / "images").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "one" / "images").iterdir()) and len(names) == 200
+    for name in names[::37]:
+        assert (tmp_path / "one" / "images" / name).read_bytes() == (tmp_path / "two" / "images" / name).read_bytes()
+    assert json.loads((tmp_path / "two" / "export.json").read_text())["complete"] is True
+    assert not (tmp_path / "two.partial").exists()
+
+
 # ----------------------------------------------------------------------------------------------- the command line
 _AUDIT = '''
 import os, sys
