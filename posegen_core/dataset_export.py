@@ -268,7 +268,6 @@ def export_dataset(
     ``reporter``: a ``progress.Reporter`` for the progress bar (one is made when None). ``replace``: an earlier
     posegen export in ``folder`` may be replaced. Returns the folder."""
     from .progress import Reporter
-    from .spin_data import write_spin_annotations, write_static_fits
 
     settings = settings.check()
     folder = Path(folder)

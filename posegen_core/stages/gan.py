@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from .. import distributed
-
 from ..camera import camera_directions, viewpoint_angles
 from ..losses import generator_objective, lsgan_discriminator_loss, lsgan_generator_loss, spread_loss
 from ..plugins import get_registry
