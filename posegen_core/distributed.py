@@ -120,6 +120,7 @@ def stream_generator(stage_seed: int, stream: int) -> torch.Generator:
 
 
 def check_streams(streams: int, size: int | None = None) -> None:
+    """A run's streams are shared out in equal blocks: the world size must divide their number."""
     size = _world.size if size is None else size
     if streams < 1 or streams % size:
         raise ConfigError(
@@ -226,12 +227,13 @@ def mean_over_ranks(row: dict[str, Any]) -> dict[str, Any]:
     keys = [k for k, v in row.items() if isinstance(v, float)]
     if not keys:
         return row
-    t = torch.tensor([row[k] for k in keys], dtype=torch.float64)
+    t = torch.tensor([row[k] for k in keys], dtype=torch.float64, device=_comm_device())
     dist.all_reduce(t)
     return {**row, **{k: float(v) / _world.size for k, v in zip(keys, t)}}
 
 
-def _comm_device(t: torch.Tensor) -> torch.device:
+def _comm_device() -> torch.device:
+    """Where collectives run: the process's GPU under NCCL, else the CPU (gloo)."""
     return torch.device("cuda", _world.local_rank) if _world.backend == "nccl" else torch.device("cpu")
 
 
@@ -241,7 +243,7 @@ def all_gather_rows(local: torch.Tensor) -> torch.Tensor:
         return local
     import torch.distributed as dist
 
-    dev = _comm_device(local)
+    dev = _comm_device()
     x = local.detach().to(dev).contiguous()
     counts = torch.zeros(_world.size, dtype=torch.long, device=dev)
     counts[_world.rank] = len(x)
@@ -267,7 +269,7 @@ def on_main_then_share(local: torch.Tensor, fn: Callable[[torch.Tensor], torch.T
     import torch.distributed as dist
 
     everything = all_gather_rows(local)
-    dev = _comm_device(local)
+    dev = _comm_device()
     out = fn(everything).to(dev).contiguous() if _world.main else torch.empty_like(everything, device=dev)
     dist.broadcast(out, 0)
     n = len(local)
@@ -280,7 +282,7 @@ def from_main(flag: bool) -> bool:
         return flag
     import torch.distributed as dist
 
-    t = torch.tensor([int(flag)], device=_comm_device(torch.empty(0)))
+    t = torch.tensor([int(flag)], device=_comm_device())
     dist.broadcast(t, 0)
     return bool(t.item())
 
@@ -299,7 +301,7 @@ def broadcast_parameters(module: nn.Module) -> None:
 
     with torch.no_grad():
         for t in list(module.parameters()) + list(module.buffers()):
-            dev = _comm_device(t)
+            dev = _comm_device()
             x = t.detach().to(dev).contiguous()
             dist.broadcast(x, 0)
             t.copy_(x.to(t.device))
