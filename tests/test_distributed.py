@@ -95,11 +95,18 @@ def test_the_shortcut_passes_everything_but_its_own_options_to_the_processes():
 def test_two_processes_equal_one_process_at_twice_the_batch(tmp_path):
     """One GAN iteration (G, D and the estimator's in-loop update) and one fine-tuning step at world size 2 with B
     samples per process give the models of one process drawing 2B samples from the same two random streams."""
+    import numpy as np
+
     two, one, plain = tmp_path / "two", tmp_path / "one", tmp_path / "plain"
-    run_processes(2, "run", _cfg(tmp_path), two, tmp_path / "cache")
-    run_processes(1, "run", _cfg(tmp_path, streams=2), one, tmp_path / "cache")
+    # 130 generated samples: 3 chunks of the dataset, rendered 2 + 1 by the two processes and gathered
+    run_processes(2, "run", _cfg(tmp_path, samples=130), two, tmp_path / "cache")
+    run_processes(1, "run", _cfg(tmp_path, samples=130, streams=2), one, tmp_path / "cache")
     a, b = _state(two), _state(one)
     _assert_same_models(a, b)
+    with np.load(two / "dataset" / "annotations.npz") as x, np.load(one / "dataset" / "annotations.npz") as y:
+        assert len(x["imgname"]) == 130
+        for key in x.files:
+            assert np.allclose(x[key], y[key], atol=1e-5) if x[key].dtype.kind == "f" else np.array_equal(x[key], y[key])
     # the global batch is 2B in both: D's history pool holds every process's fakes, the same ones
     assert a["pool"]["items"].shape == (2 * B, 23, 3)
     torch.testing.assert_close(a["pool"]["items"], b["pool"]["items"])
@@ -110,7 +117,7 @@ def test_two_processes_equal_one_process_at_twice_the_batch(tmp_path):
             if k in ra:
                 assert ra[k] == pytest.approx(rb[k], rel=1e-4, abs=1e-6), k
     # and the draws matter: one process at batch B (one stream) trains other models
-    run_processes(1, "run", _cfg(tmp_path), plain, tmp_path / "cache")
+    run_processes(1, "run", _cfg(tmp_path, samples=130), plain, tmp_path / "cache")
     c = _state(plain)
     assert not torch.allclose(next(iter(a["G"].values())), next(iter(c["G"].values())))
 
