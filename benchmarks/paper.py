@@ -73,6 +73,17 @@ METHODS: dict[str, dict[str, Any]] = {
     "A3-split": dict(feedback="render", hardness="split"),  # articulation + viewpoint bands apart
     "A3-split-prior": dict(feedback="render", hardness="split", hardness_options={"camera_prior_deg": 90.0}),
     "A3-banded-filtered": dict(feedback="render", hardness="banded", sampler="filtered"),
+    # the feedback moves G's viewpoints only (theta answers to D alone): G cannot raise its error by leaving the
+    # pose manifold, which is how the relative controls above fail
+    "A3-view": dict(feedback="view", hardness="paper"),
+    "A3-view-banded": dict(feedback="view", hardness="banded",
+                           hardness_options=dict(beta_start=2.0, beta_end=3.0, sigma=0.5)),
+    "A3-view-banded-low": dict(feedback="view", hardness="banded",
+                               hardness_options=dict(beta_start=1.5, beta_end=2.5, sigma=0.5)),
+    # the band on PA-MPJPE: views where the articulation itself is hard to read (PA ratios span about 1-1.3)
+    "A3-view-banded-pa": dict(feedback="view", hardness="banded",
+                              hardness_options=dict(beta_start=1.2, beta_end=1.4, sigma=0.1, error="pa")),
+    "A3-ew": dict(feedback="render", hardness="paper", sampler="error_weighted"),  # PoseGen + the control's resampling
     "oracle": dict(feedback="none", sampler="target_like", iters=0, feedback_start=0),  # the paper's "FT" rows
     # not in the default grid (--methods): the previous ablations
     "A1": dict(feedback="none", generate_viewpoint=False),
@@ -80,8 +91,10 @@ METHODS: dict[str, dict[str, Any]] = {
     "A3-nospread": dict(feedback="render", w_spread=0.0),
     "A3-official": dict(feedback="pose", feedback_every=5, w_spread=0.0),
 }
-FULL_GRID = ["A2", "A2-ew", "A3", "A3-banded", "A3-split", "A3-split-prior", "A3-banded-filtered", "oracle"]
-QUICK_GRID = ["A2", "A3"]
+# The relative controls with render feedback (A3-banded, A3-split, A3-split-prior, A3-banded-filtered) are left out
+# of the default grid: at the quick budget they fail by 40-60 mm (docs/RESULTS.md); --methods still runs them.
+FULL_GRID = ["A2", "A2-ew", "A3", "A3-view", "A3-view-banded", "A3-view-banded-pa", "oracle"]
+QUICK_GRID = ["A2", "A3-view-banded"]  # the central comparison: no feedback against the variant chosen on validation
 CANDIDATES = [m for m in METHODS if m.startswith("A3")]  # PoseGen variants; the best on validation is "chosen"
 
 #: (name, split, viewpoints, subject): the test targets (never seen), the validation targets, the source.
@@ -338,11 +351,45 @@ def run_job(job: tuple, sets: dict | None = None) -> tuple[str, int, dict, list[
             _WORKER_SETS.update(evaluation_sets(pg.create_renderer(cfg.renderer), pg.SkeletonBody(), poses,
                                                 cfg.image_size, 4.0, eval_n, plan))
         sets = _WORKER_SETS
+    key = job_key(cfg, eval_n)
+    done = Path(cfg.out) / "paper_eval.json"
+    if done.is_file():  # the same run, evaluated on the same renders: reuse it (runs are deterministic)
+        saved = json.loads(done.read_text())
+        if saved.get("key") == key:
+            return name, seed, saved["metrics"], saved["histogram"], 0.0
     run = pg.PoseGenRun(cfg, overwrite=True, console=Console(file=open(os.devnull, "w")))
     run.run()
     ann = np.load(Path(cfg.out) / "dataset" / "annotations.npz")
     hist = elevation_histogram(torch.from_numpy(ann["viewpoint"]))
-    return name, seed, evaluate(run.P, sets), hist, time.time() - t0
+    metrics_ = evaluate(run.P, sets)
+    pg.io.atomic_write_json({"key": key, "metrics": metrics_, "histogram": hist}, done)
+    return name, seed, metrics_, hist, time.time() - t0
+
+
+def job_key(cfg: pg.RunConfig, eval_n: int) -> dict[str, Any]:
+    """What a job's result depends on: its configuration, the pre-trained model's bytes, the evaluation set size and
+    the code this process imported (every source file of posegen_core, the built-in plugins and this benchmark)."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(cfg.estimator_checkpoint).read_bytes()).hexdigest()
+    return {"config": json.loads(json.dumps(cfg.to_dict(), default=str)), "checkpoint_sha256": digest,
+            "eval_n": eval_n, "code_sha256": CODE_SHA256}
+
+
+def _code_digest() -> str:
+    import hashlib
+
+    import posegen_plugins
+
+    code = hashlib.sha256()
+    for root in (Path(pg.__file__).parent, Path(posegen_plugins.__file__).parent):
+        for f in sorted(root.rglob("*.py")):
+            code.update(f.relative_to(root.parent).as_posix().encode() + f.read_bytes())
+    code.update(Path(__file__).read_bytes())
+    return code.hexdigest()
+
+
+CODE_SHA256 = _code_digest()  # at import: the code that runs, even if the files change while the benchmark runs
 
 
 # ---------------------------------------------------------------------------------------------- statistics

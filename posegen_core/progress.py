@@ -41,8 +41,10 @@ class Reporter:
     def __init__(self, console: Console | None = None) -> None:
         from . import distributed
 
-        # in a distributed run only rank 0 shows progress and log lines
-        self.console = console or Console(stderr=True, quiet=not distributed.world().main)
+        # in a distributed run only rank 0 shows progress, log lines and the result table
+        quiet = not distributed.world().main
+        self.console = console or Console(stderr=True, quiet=quiet)
+        self._table_console = console or Console(quiet=quiet)  # the result: stdout unless the caller chose a console
         self.live = self.console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -80,13 +82,16 @@ class Reporter:
         self.progress.update(task, visible=self.live)
 
     def table(self, table: dict[str, dict[str, float]]) -> None:
-        t = Table(title="Estimator error on held-out poses (mm)")
-        for col in ("split", "MPJPE before", "MPJPE after", "change", "PA-MPJPE before", "PA-MPJPE after"):
+        """The before/after table: MPJPE, PA-MPJPE (articulation alone) and the root-orientation error apart, on
+        stdout (or on the console the run was given)."""
+        t = Table(title="Estimator error on held-out poses: before -> after fine-tuning")
+        for col in ("split", "MPJPE (mm)", "change", "PA-MPJPE (mm)", "root orientation (deg)"):
             t.add_column(col, justify="right" if col != "split" else "left")
         for split, r in table.items():
             change = (r["mpjpe_after"] - r["mpjpe_before"]) / max(r["mpjpe_before"], 1e-9) * 100
             t.add_row(
-                split, f"{r['mpjpe_before']:.1f}", f"{r['mpjpe_after']:.1f}", f"{change:+.1f}%",
-                f"{r['pa_mpjpe_before']:.1f}", f"{r['pa_mpjpe_after']:.1f}",
+                split, f"{r['mpjpe_before']:.1f} -> {r['mpjpe_after']:.1f}", f"{change:+.1f}%",
+                f"{r['pa_mpjpe_before']:.1f} -> {r['pa_mpjpe_after']:.1f}",
+                f"{r['rot_deg_before']:.1f} -> {r['rot_deg_after']:.1f}",
             )
-        Console(quiet=self.console.quiet).print(t)
+        self._table_console.print(t)

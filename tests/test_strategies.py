@@ -95,6 +95,23 @@ def test_feedback_paths_render_pose_and_none(tmp_path):
     assert not none.active and none(ctx, body_pose, view, torch.Generator()) is None
 
 
+def test_view_feedback_moves_the_viewpoints_and_never_the_poses(tmp_path):
+    """``view``: the same render and prediction as ``render``, but L_fb's gradient reaches G's K head only."""
+    ctx = _context(tmp_path)
+    body_pose, view = ctx.generate(4, torch.Generator().manual_seed(0))
+    ctx.state.P.requires_grad_(False)
+    pred, truth, _ = pg.create_strategy("feedback", "view")(ctx, body_pose, view, torch.Generator().manual_seed(1))
+    ref_pred, ref_truth, _ = pg.create_strategy("feedback", "render")(ctx, body_pose, view,
+                                                                      torch.Generator().manual_seed(1))
+    torch.testing.assert_close(pred.detach(), ref_pred.detach())
+    torch.testing.assert_close(truth.detach(), ref_truth.detach())
+    G = ctx.state.G
+    G.zero_grad(set_to_none=True)
+    feedback_loss((pred - truth).norm(dim=-1).mean(-1), "ood", 1.0).backward()
+    assert float(G.view_head[-1].weight.grad.abs().sum()) > 0
+    assert G.pose_head.weight.grad is None  # theta takes no gradient from the estimator
+
+
 def test_without_feedback_nothing_trains_the_viewpoints(tmp_path):
     """feedback none, no spread term: G's K head (trained only by L_fb and the spread term) stays at its start; with
     pose feedback it moves, and the log records the estimator's error only then."""

@@ -1,7 +1,8 @@
 """Built-in loop strategies (``posegen_register_strategies``): feedback paths, hardness controls, dataset samplers.
 
 - feedback paths (``RunConfig.feedback``): ``render`` (through the pixels; the paper), ``pose`` (the official code:
-  no-grad render, gradients through forward kinematics only), ``none``;
+  no-grad render, gradients through forward kinematics only), ``view`` (through the pixels to G's viewpoints only:
+  the poses answer to D alone), ``none``;
 - hardness (``RunConfig.hardness``): ``paper`` (ood c - e / ind e, eq. 8, as configured by ``scenario``, ``c``,
   ``feedback_shape``), ``banded`` (PoseAug: the error relative to a source-like view, held inside a rising band),
   ``split`` (articulation and viewpoint bands apart, with their own weights); both take an optional camera prior;
@@ -14,18 +15,19 @@ from __future__ import annotations
 
 import posegen_core as pg
 
-from .feedback import NoFeedback, PoseFeedback, RenderFeedback
+from .feedback import NoFeedback, PoseFeedback, RenderFeedback, ViewFeedback
 from .hardness import BandedHardness, PaperHardness, SplitHardness
 from .samplers import ErrorWeightedSampler, FilteredSampler, GeneratorSampler, TargetLikeSampler
 
 __all__ = ["BandedHardness", "ErrorWeightedSampler", "FilteredSampler", "GeneratorSampler", "NoFeedback",
-           "PaperHardness", "PoseFeedback", "RenderFeedback", "SplitHardness", "TargetLikeSampler"]
+           "PaperHardness", "PoseFeedback", "RenderFeedback", "SplitHardness", "TargetLikeSampler", "ViewFeedback"]
 
 
 @pg.hookimpl
 def posegen_register_strategies(register):
     register("render", RenderFeedback, description="feedback through the rendered pixels (the paper)")
     register("pose", PoseFeedback, description="feedback through forward kinematics only (the official code)")
+    register("view", ViewFeedback, description="through the pixels to G's viewpoints only; poses answer to D alone")
     register("none", NoFeedback, description="no feedback (the paper's A1/A2)")
     register("paper", PaperHardness, description="L_fb = c - e (ood) or e (ind), eq. 8")
     register("banded", BandedHardness, description="PoseAug: error relative to a source view, held in a rising band")

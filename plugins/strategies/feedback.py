@@ -40,6 +40,23 @@ class PoseFeedback(FeedbackPath):
         return pred, truth, scene
 
 
+class ViewFeedback(FeedbackPath):
+    """Through the pixels to G's viewpoints only: the poses enter the render detached, so the estimator's error moves
+    the camera K and never theta, which answers to D alone. Relative hardness (the error against the same pose from a
+    source-like view) then measures the viewpoint's hardness, and G cannot raise it by leaving the pose manifold.
+    Falls back to ``pose`` (with theta detached) when the renderer is not differentiable."""
+
+    def start(self, ctx) -> None:
+        if not ctx.parts.renderer.differentiable:
+            ctx.log("the renderer is not differentiable: feedback 'view' goes through forward kinematics only")
+
+    def __call__(self, ctx, body_pose, view, rng):
+        if not ctx.parts.renderer.differentiable:
+            return PoseFeedback()(ctx, body_pose.detach(), view, rng)
+        scene = ctx.scene(body_pose.detach(), view, rng)
+        return ctx.state.P(scene.images).joints, scene.joints, scene
+
+
 class NoFeedback(FeedbackPath):
     """No feedback: G learns from D alone (the paper's A1/A2 ablations)."""
 

@@ -63,8 +63,8 @@ def resolve_config(config_file: str | None, flags: dict[str, Any], sets: tuple[s
 @click.option("--discriminator", help="Discriminator plugin (default: parts).")
 @click.option("--pose-source", help="Real poses for D and the source domain (default: the embedded 'default').")
 @click.option("--scenario", type=click.Choice(["ood", "ind"]), help="ood: seek failures (c - e); ind: seek successes (e).")
-@click.option("--feedback", type=click.Choice(["render", "pose", "none"]),
-              help="render: gradients through pixels; pose: official-code variant; none: no feedback.")
+@click.option("--feedback", help="Feedback strategy: render (gradients through pixels; default), pose (official-code "
+              "variant), view (through pixels to the viewpoints only), none; `posegen plugins` lists all.")
 @click.option("--finetune", type=click.Choice(["after", "loop", "both", "none"]), help="When to fine-tune the estimator.")
 @click.option("--iters", type=int, help="GAN iterations.")
 @click.option("--samples", type=int, help="Size of the generated dataset.")

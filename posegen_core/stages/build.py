@@ -46,7 +46,7 @@ class Parts:
 
 def stage_seed(seed: int, stage: str) -> int:
     """The seed of one stage, derived from the run seed, so stages are reproducible independently."""
-    return seed * 1000 + {"gan": 1, "dataset": 2, "finetune": 3, "evaluate": 4, "pretrain": 6}[stage]
+    return seed * 1000 + {"gan": 1, "dataset": 2, "finetune": 3, "evaluate": 4, "pretrain": 6, "estimator_init": 7}[stage]
 
 
 def stage_generator(seed: int, stage: str) -> torch.Generator:
@@ -79,7 +79,8 @@ def build_parts(cfg: RunConfig, run_dir: Path | None, log: Callable[[str], None]
     disc.to(device)
     if isinstance(renderer, nn.Module):
         renderer.to(device)
-    estimator = _build_estimator(cfg, renderer, body, source.train, intr, run_dir, log, device)
+    with torch.random.fork_rng(devices=[]):  # G's and D's initialisation never depends on how P was obtained
+        estimator = _build_estimator(cfg, renderer, body, source.train, intr, run_dir, log, device)
     versions = {
         "renderer": _plugin_version("renderer", cfg.renderer) if isinstance(cfg.renderer, str) else type(renderer).__name__,
         "estimator": _plugin_version("estimator", cfg.estimator) if isinstance(cfg.estimator, str) else type(estimator).__name__,
@@ -94,7 +95,7 @@ def build_parts(cfg: RunConfig, run_dir: Path | None, log: Callable[[str], None]
 
 def _load_split(name: str, options: dict[str, Any], cfg: RunConfig, log: Callable[[str], None]) -> PoseSplit:
     poses = create_pose_source(name, **options).load()
-    split = split_by_take(poses, cfg.test_fraction, cfg.seed)
+    split = split_by_take(poses, cfg.test_fraction, cfg.setting_seed)
     log(
         f"pose source '{name}': {len(poses)} frames in {len(np.unique(poses.take))} takes; "
         f"{len(split.train)} train / {len(split.test)} held-out test frames"
@@ -133,7 +134,7 @@ def _pretrained_from_scratch(
         "pose_source": cfg.source_pose_source or cfg.pose_source,
         "pose_source_options": cfg.source_pose_source_options if cfg.source_pose_source else cfg.pose_source_options,
         "test_fraction": cfg.test_fraction, "image_size": cfg.image_size, "distance": cfg.camera_distance,
-        "pretrain": vars(cfg.pretrain) | {"cache": None}, "seed": cfg.seed, "smpl": cfg.smpl_model, "v": 1,
+        "pretrain": vars(cfg.pretrain) | {"cache": None}, "seed": cfg.setting_seed, "smpl": cfg.smpl_model, "v": 2,
         # pre-training on N processes trains on N times the batch: another model (the key at one process is unchanged)
         **({"world_size": distributed.world().size} if distributed.world().active else {}),
     })
@@ -146,10 +147,12 @@ def _pretrained_from_scratch(
         log(f"ignoring the cached model {cached}: it holds NaN/inf weights; pre-training again")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "random weights" is expected: we are about to pre-train
+        torch.manual_seed(stage_seed(cfg.setting_seed, "estimator_init"))  # the same stand-in for every run seed
         est = create_estimator(cfg.estimator, **cfg.estimator_options).to(device)
     log(f"pre-training {cfg.estimator} on the source domain for {cfg.pretrain.steps} steps (cached afterwards)")
     curve = pretrain_estimator(
-        est, renderer, body, train, cfg.pretrain, cfg.image_size, cfg.camera_distance, stage_seed(cfg.seed, "pretrain"),
+        est, renderer, body, train, cfg.pretrain, cfg.image_size, cfg.camera_distance,
+        stage_seed(cfg.setting_seed, "pretrain"),
         subject=cfg.subject,
         log=lambda row: log(f"  pretrain step {row['step']}: loss {row['loss']:.4f}, val MPJPE {row['val_mpjpe_mm']:.1f} mm"),
         say=log,

@@ -17,9 +17,10 @@ from .context import RunContext
 
 
 def evaluation_sets(ctx: RunContext) -> dict[str, SceneBatch]:
-    """Held-out test takes, seen from source-like and from novel viewpoints (fixed by the seed)."""
+    """Held-out test takes, seen from source-like and from novel viewpoints (fixed by ``setting_seed``: every run
+    seed meets the same test set)."""
     cfg, parts = ctx.cfg, ctx.parts
-    gen = stage_generator(cfg.seed, "evaluate")
+    gen = stage_generator(cfg.setting_seed, "evaluate")
     n, subject = cfg.eval_samples, cfg.eval_subject
     plan = [("source_views", parts.split.test, source_viewpoints),
             ("novel_views", parts.split.test, novel_viewpoints)]
