@@ -37,6 +37,10 @@ def error_line(e: BaseException) -> tuple[str, int]:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         hint = _OS_HINTS.get(e.errno or -1, "")
         return f"Error: {e.strerror or type(e).__name__}{where}{': ' + hint if hint else ''}.", 1
+    if isinstance(e, RuntimeError) and _lost_peer(e):
+        return ("Error: another process of this distributed run stopped (" + str(e).splitlines()[0][:200] + "); its "
+                "own error is above. torchrun restarts the processes when --max-restarts allows; otherwise continue "
+                "with `posegen run --resume RUN_FOLDER` under the same launcher."), 1
     oom = isinstance(e, RuntimeError) and any(t in str(e) for t in ("can't allocate memory", "out of memory"))
     if isinstance(e, MemoryError) or oom:
         return "Error: out of memory; lower batch_size, image_size, samples or eval_samples (or --size).", 1
@@ -44,6 +48,15 @@ def error_line(e: BaseException) -> tuple[str, int]:
     notes = "".join(f" {n}" for n in getattr(e, "__notes__", ()))
     return (f"Error: unexpected {type(e).__name__}: {first}{notes}. This is a bug in posegen or a plugin; run again "
             "with POSEGEN_DEBUG=1 for the traceback and report it."), 1
+
+
+def _lost_peer(e: BaseException) -> bool:
+    """A collective operation failed because another process of a torchrun group died."""
+    from .distributed import launched_by_torchrun
+
+    text = str(e)
+    return launched_by_torchrun() and any(t in text for t in ("Connection reset by peer", "Connection closed by peer",
+                                                               "gloo", "NCCL", "Broken pipe"))
 
 
 def _report(e: BaseException) -> None:

@@ -34,7 +34,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "lr_g": (1e-12, None), "lr_d": (1e-12, None), "lr_p": (1e-12, None), "grad_clip": (1e-12, None),
     "camera_distance": (1e-3, 1e3), "source_mix": (0.0, 1.0 - 1e-9), "test_fraction": (1e-9, 1.0 - 1e-9),
     "pretrain.batch_size": (2, 1 << 16), "pretrain.lr": (1e-12, None), "pretrain.eval_every": (1, None),
-    "pretrain.val_samples": (1, None),
+    "pretrain.val_samples": (1, None), "streams": (1, 1 << 16),
 }
 
 #: Fields that take one of a few words.
@@ -260,6 +260,8 @@ class RunConfig:
     report: bool = True
     threads: int | None = None
     device: str = "auto"  # torch device for G, D, the renderer and the estimator: auto (cuda if visible), cpu, cuda:1
+    streams: int | None = None  # random streams the batch is drawn from, batch_size samples each (None: one per
+    # process). The result is the same at every world size that divides it (docs/DISTRIBUTED.md).
 
     def __post_init__(self) -> None:
         check_fields(self)

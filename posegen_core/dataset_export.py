@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import distributed
 from .camera import Intrinsics, project, root_relative, to_camera_frame
 from .errors import ConfigError
 from .io import atomic_savez, atomic_write_json
@@ -94,10 +95,22 @@ class SampleSource:
         return {k: v.detach().cpu() for k, v in data.items()}
 
     def in_memory(self, samples: int, intrinsics: Intrinsics) -> dict[str, torch.Tensor]:
-        """All ``samples`` rendered at ``intrinsics``, in memory (the loop's fine-tuning data; keep it small)."""
-        parts = [self.chunk(i, min(CHUNK, samples - s), intrinsics) for i, s in enumerate(range(0, samples, CHUNK))]
+        """All ``samples`` rendered at ``intrinsics``, in memory (the loop's fine-tuning data; keep it small). In a
+        distributed run each rank renders a contiguous block of the chunks and every rank receives all of them; the
+        chunks' own random streams make the result the same at any world size."""
+        starts = list(range(0, samples, CHUNK))
+        world = distributed.world()
+        mine = range(len(starts))
+        if world.active and len(starts) >= world.size:
+            counts = distributed.shares(len(starts), world.size)
+            first = sum(counts[: world.rank])
+            mine = range(first, first + counts[world.rank])
+        parts = [self.chunk(i, min(CHUNK, samples - starts[i]), intrinsics) for i in mine]
         keys = ("global_orient", "body_pose", "viewpoint", "images", "joints", "rotations", "phenotype")
-        return {k: torch.cat([p[k] for p in parts]) for k in keys if k in parts[0]}
+        local = {k: torch.cat([p[k] for p in parts]) for k in keys if k in parts[0]}
+        if len(mine) == len(starts):
+            return local
+        return distributed.all_gather_dicts(local, list(local))
 
 
 @dataclass
@@ -255,45 +268,50 @@ def export_dataset(
     ``reporter``: a ``progress.Reporter`` for the progress bar (one is made when None). ``replace``: an earlier
     posegen export in ``folder`` may be replaced. Returns the folder."""
     from .progress import Reporter
-    from .spin_data import write_spin_annotations, write_static_fits
 
     settings = settings.check()
     folder = Path(folder)
+    world = distributed.world()
     check_output_folder(folder, replace)
     partial = folder.with_name(folder.name + ".partial")
-    say = log or (lambda msg: None)
+    say = (log or (lambda msg: None)) if world.main else (lambda msg: None)
     marker = _marker(settings, source, False, extra_info or {})
-    if partial.exists():
-        previous = _read_marker(partial)
-        if previous is None:
-            raise ConfigError(
-                f"{partial} exists but is not a posegen export in progress; move it away and start again."
-            )
-        if marker_key(previous) != marker_key(marker):
-            say(f"{partial}: an interrupted export with other settings; starting afresh")
-            shutil.rmtree(partial)
-    (partial / "images").mkdir(parents=True, exist_ok=True)
-    (partial / "shards").mkdir(exist_ok=True)
-    atomic_write_json(marker, partial / MARKER)
+    distributed.barrier()  # every rank has checked the folder before rank 0 changes anything
+    if world.main:
+        if partial.exists():
+            previous = _read_marker(partial)
+            if previous is None:
+                raise ConfigError(
+                    f"{partial} exists but is not a posegen export in progress; move it away and start again."
+                )
+            if marker_key(previous) != marker_key(marker):
+                say(f"{partial}: an interrupted export with other settings; starting afresh")
+                shutil.rmtree(partial)
+        (partial / "images").mkdir(parents=True, exist_ok=True)
+        (partial / "shards").mkdir(exist_ok=True)
+        atomic_write_json(marker, partial / MARKER)
+    distributed.barrier()
 
     intr = Intrinsics.framing(settings.size, source.distance)
     n = settings.samples
     width = max(6, len(str(n - 1)))
     names = np.array([f"images/{i:0{width}d}.png" for i in range(n)])
     shards = list(range(0, n, settings.shard_size))
+    mine = [k for k in range(len(shards)) if k % world.size == world.rank]  # each rank writes its own shards
     own_reporter = reporter is None
     reporter = reporter or Reporter()
     if own_reporter:
         reporter.__enter__()
     try:
         task = reporter.task(f"export {n} samples at {settings.size}x{settings.size}", n)
-        done = sum(min(settings.shard_size, n - s) for k, s in enumerate(shards) if _shard_path(partial, k).is_file())
+        done = sum(min(settings.shard_size, n - shards[k]) for k in mine if _shard_path(partial, k).is_file())
         if done:
             say(f"resuming the export in {partial}: {done} of {n} samples already written")
         reporter.update(task, done, None)
         t0, written = time.time(), 0
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for k, start in enumerate(shards):
+            for k in mine:
+                start = shards[k]
                 if _shard_path(partial, k).is_file():
                     continue
                 stop = min(start + settings.shard_size, n)
@@ -320,9 +338,20 @@ def export_dataset(
         if own_reporter:
             reporter.__exit__(None, None, None)
 
-    # all shards complete: merge, write SPIN's files, mark complete, rename into place
+    # all shards complete: rank 0 merges, writes SPIN's files, marks the export complete and renames it into place
+    distributed.barrier()
+    if world.main:
+        _finish(folder, partial, names, len(shards), settings, marker)
+    distributed.barrier()
+    return folder
+
+
+def _finish(folder: Path, partial: Path, names: np.ndarray, shards: int, settings: ExportSettings,
+            marker: dict[str, Any]) -> None:
+    from .spin_data import write_spin_annotations, write_static_fits
+
     parts = []
-    for k in range(len(shards)):
+    for k in range(shards):
         with np.load(_shard_path(partial, k), allow_pickle=False) as z:
             parts.append({key: z[key] for key in z.files})
     arrays = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
@@ -334,7 +363,6 @@ def export_dataset(
     if folder.exists():  # checked above: empty, or a posegen export we may replace
         shutil.rmtree(folder)
     os.replace(partial, folder)
-    return folder
 
 
 def marker_key(marker: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
 from .config import RunConfig
 from .errors import ConfigError, TrainingError
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint_file
@@ -70,7 +71,11 @@ class PoseGenRun:
     def __init__(self, cfg: RunConfig, run_dir: str | Path | None = None, overwrite: bool = False,
                  resume: bool = False, console: Any = None) -> None:
         self.cfg = cfg.validate()
-        self.device = cfg.torch_device
+        # under torchrun: join the process group (gloo on CPU, NCCL on GPU); alone: rank 0 of 1, nothing changes
+        self.world = distributed.init_from_env(cfg.torch_device)
+        self.device = distributed.local_device(cfg.torch_device)
+        if cfg.streams is not None:  # before anything is built or written
+            distributed.check_streams(cfg.streams)
         self._check_plugin_names()
         self.run_dir = Path(run_dir or cfg.out or self._default_dir())
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -98,6 +103,9 @@ class PoseGenRun:
         self.strategies = build_strategies(self.cfg)  # names, roles and options, checked before anything is written
 
     def _default_dir(self) -> Path:
+        if self.world.active:  # each process would stamp its own time
+            raise ConfigError("a distributed run needs its run folder named (--out, or `out` in the configuration): "
+                              "every process must write to the same folder.")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         r = self.cfg.renderer if isinstance(self.cfg.renderer, str) else type(self.cfg.renderer).__name__
         e = self.cfg.estimator if isinstance(self.cfg.estimator, str) else type(self.cfg.estimator).__name__
@@ -118,13 +126,15 @@ class PoseGenRun:
         self.reporter.log(msg)
 
     def _metric(self, row: dict[str, Any]) -> None:
+        if not self.world.main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
     def _truncate_metrics(self, stage: str, step: int) -> None:
         """On resume, forget metric lines logged after the checkpoint (they will be logged again)."""
         path = self.run_dir / "metrics.jsonl"
-        if not path.is_file():
+        if not self.world.main or not path.is_file():
             return
         order = {s: i for i, s in enumerate(("pretrain",) + STAGES)}
         keep = []
@@ -141,6 +151,9 @@ class PoseGenRun:
     def _write_manifest(self) -> None:
         import importlib.metadata as md
 
+        if not self.world.main:
+            return
+
         def version(dist: str) -> str:
             try:
                 return md.version(dist)
@@ -152,6 +165,8 @@ class PoseGenRun:
             "python": platform.python_version(), "machine": platform.machine(), "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "seed": self.cfg.seed,
             "plugins": self.parts.plugin_versions, "created": datetime.now(timezone.utc).isoformat(),
+            "world_size": self.world.size, "backend": self.world.backend,
+            "streams": self.cfg.streams or self.world.size,
         }, self.run_dir / "manifest.json")
 
     # -- main ------------------------------------------------------------------------------------------
@@ -166,7 +181,7 @@ class PoseGenRun:
             hook = get_registry().manager.hook
             hook.posegen_run_start(config=cfg, run_dir=self.run_dir)
             self._init_training()
-            if self.resuming and self.state_path.is_file():
+            if self.resuming and distributed.from_main(self.state_path.is_file()):
                 self._load_state()
                 self.log(f"resuming at stage '{self.stage}', step {self.step}")
                 self._truncate_metrics(self.stage, self.step)
@@ -196,17 +211,22 @@ class PoseGenRun:
     def _build_then_open_folder(self) -> Parts:
         """Resuming: lock the folder, then build. A new run: build (and so validate) every input first, and only then
         replace an earlier run (run_folder's contract) and write config.json, so that a typo never costs that run."""
+        main = self.world.main  # in a distributed run rank 0 alone changes the folder, the others wait for it
         if self.resuming:
-            self._lock = acquire_lock(self.run_dir)
+            if main:
+                self._lock = acquire_lock(self.run_dir)
             return build_parts(self.cfg, self.run_dir, self.log)
         parts = build_parts(self.cfg, None, self.log)
-        check_out_folder(self.run_dir, self.overwrite)
-        replace_run_folder(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = acquire_lock(self.run_dir)
-        write_marker(self.run_dir, self.cfg.to_dict())
-        atomic_write_json(self.cfg.to_dict(), self.run_dir / "config.json")
-        parts.estimator.save_checkpoint(self.ckpt_dir / "estimator_pretrained.pt")
+        distributed.barrier()  # every rank built and validated its inputs
+        if main:
+            check_out_folder(self.run_dir, self.overwrite)
+            replace_run_folder(self.run_dir)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = acquire_lock(self.run_dir)
+            write_marker(self.run_dir, self.cfg.to_dict())
+            atomic_write_json(self.cfg.to_dict(), self.run_dir / "config.json")
+            parts.estimator.save_checkpoint(self.ckpt_dir / "estimator_pretrained.pt")
+        distributed.barrier()
         return parts
 
     # -- training state --------------------------------------------------------------------------------
@@ -227,10 +247,11 @@ class PoseGenRun:
     P_pretrained = property(lambda self: self.state.P_pretrained)
 
     def _save_state(self) -> None:
-        state = self.state.state_dict()
+        state = self.state.state_dict()  # every rank (it gathers the random streams); rank 0 writes it
         state["config"] = json.loads(json.dumps(self.cfg.to_dict(), default=str))  # plain types for weights_only loading
         ensure_finite({k: state[k] for k in ("G", "D", "P")}, f"the run checkpoint {self.state_path}")
-        atomic_torch_save(state, self.state_path)
+        if self.world.main:
+            atomic_torch_save(state, self.state_path)
 
     def _load_state(self) -> None:
         s = load_checkpoint_file(self.state_path, what="run checkpoint")

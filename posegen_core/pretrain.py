@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import metrics
+from . import distributed, metrics
 from .camera import Intrinsics
 from .config import PretrainConfig
 from .errors import TrainingError
@@ -82,7 +82,9 @@ def pretrain_estimator(
 
     ``say`` gets the time estimate after the first few steps; a progress bar joins the active display, if any. A
     non-finite loss raises TrainingError (nothing of a diverged model is returned to be cached)."""
-    gen = torch.Generator().manual_seed(seed)
+    # each process of a distributed run draws its own batches (stream = rank; rank 0's is the single-process
+    # stream) and gradients are averaged: N processes train on N times the batch. The validation set is shared.
+    gen = distributed.stream_generator(seed, distributed.world().rank)
     val_gen = torch.Generator().manual_seed(seed + 7919)
     intr = Intrinsics.framing(image_size, distance)
     with torch.no_grad():
@@ -116,6 +118,8 @@ def pretrain_estimator(
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(estimator)
+        distributed.average_buffers(estimator)
         opt.step()
         sched.step()
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:

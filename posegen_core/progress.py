@@ -39,8 +39,12 @@ def format_duration(seconds: float) -> str:
 
 class Reporter:
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
-        self._table_console = console or Console()  # the result goes to stdout unless the caller chose a console
+        from . import distributed
+
+        # in a distributed run only rank 0 shows progress, log lines and the result table
+        quiet = not distributed.world().main
+        self.console = console or Console(stderr=True, quiet=quiet)
+        self._table_console = console or Console(quiet=quiet)  # the result: stdout unless the caller chose a console
         self.live = self.console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

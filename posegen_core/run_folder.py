@@ -108,8 +108,9 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
     """``field: saved -> current`` for every field that differs (JSON-normalised, so 1 and 1.0 agree)."""
     a = _flatten(json.loads(json.dumps(saved, default=str)))
     b = _flatten(json.loads(json.dumps(current, default=str)))
+    # a field added after the run started, at its default (None), changes nothing (e.g. ``streams``)
     return [f"{k}: {a.get(k, '(unset)')!r} -> {b.get(k, '(unset)')!r}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k)]
+            if a.get(k) != b.get(k) and not (k not in a and b.get(k) is None)]
 
 
 def check_resume_config(run_dir: str | Path, saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> None:

@@ -88,7 +88,11 @@ def export_run(
         raise ConfigError(f"{run_dir} is not a posegen run folder (no config.json); pass the folder `posegen run` wrote.")
     cfg = RunConfig.from_file(run_dir / "config.json")
     state, ckpt = _generator_state(run_dir)
-    dev = torch.device(resolve_device(device))
+    from .. import distributed
+
+    # under torchrun every process renders and writes its own shards (docs/DISTRIBUTED.md)
+    distributed.init_from_env(resolve_device(device))
+    dev = distributed.local_device(torch.device(resolve_device(device)))
     opts = dict(cfg.renderer_options)
     if cfg.renderer_checkpoint:
         opts["checkpoint"] = cfg.renderer_checkpoint
@@ -138,6 +142,13 @@ def export(run_dir, out, samples, size, seed, shard_size, name, images, device, 
     """Export a finished run's generator as a dataset in SPIN's layout (images/*.png, annotations.npz, fits).
 
     An interrupted export continues from its last complete shard when run again with the same options."""
-    s = export_run(run_dir, out, samples, size, seed, shard_size, name, images, device, overwrite, threads)
-    click.echo(f"wrote {s['folder']}: {s['samples']} samples at {s['size']}x{s['size']} in {s['seconds']} s "
+    from .. import distributed
+
+    try:
+        s = export_run(run_dir, out, samples, size, seed, shard_size, name, images, device, overwrite, threads)
+        main = distributed.world().main
+    finally:
+        distributed.shutdown()
+    if main:
+        click.echo(f"wrote {s['folder']}: {s['samples']} samples at {s['size']}x{s['size']} in {s['seconds']} s "
                f"({s['images_per_s']} images/s)")

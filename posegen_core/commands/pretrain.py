@@ -42,7 +42,11 @@ def pretrain(estimator: str, renderer: str, renderer_checkpoint: str | None, ran
     RunConfig(image_size=image_size, test_fraction=test_fraction, seed=seed, device=device).validate()
     cfg = PretrainConfig(steps=steps, batch_size=batch_size, lr=lr, eval_every=max(1, min(250, steps)))
     check_renderer_weights(renderer, renderer_checkpoint, random_renderer_weights)
-    dev = torch.device(resolve_device(device))
+    from .. import distributed
+
+    # under torchrun: every process trains on its own batches, gradients are averaged, rank 0 writes the checkpoint
+    world = distributed.init_from_env(resolve_device(device))
+    dev = distributed.local_device(torch.device(resolve_device(device)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = create_estimator(estimator).to(dev)
@@ -59,5 +63,7 @@ def pretrain(estimator: str, renderer: str, renderer_checkpoint: str | None, ran
             say=reporter.log,
         )
     ensure_finite(est.state_dict(), f"the pre-trained {estimator} to {out}")
-    est.save_checkpoint(Path(out), curve=curve)
-    click.echo(f"wrote {out}")
+    distributed.shutdown()
+    if world.main:
+        est.save_checkpoint(Path(out), curve=curve)
+        click.echo(f"wrote {out}")

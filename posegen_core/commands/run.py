@@ -79,17 +79,86 @@ def resolve_config(config_file: str | None, flags: dict[str, Any], sets: tuple[s
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other configuration field (repeatable).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue a stopped run from its folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
-def run(config_file: str | None, sets: tuple[str, ...], resume_dir: str | None, overwrite: bool, **flags: Any) -> None:
+@click.option("--nproc-per-node", "nproc", type=click.IntRange(min=1), default=None,
+              help="Start this many processes on this machine with torch's launcher (torchrun --standalone) and run "
+                   "on all of them (docs/DISTRIBUTED.md).")
+@click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --nproc-per-node: restart the processes this many times when one dies; the run continues "
+                   "from its last checkpoint.")
+def run(config_file: str | None, sets: tuple[str, ...], resume_dir: str | None, overwrite: bool, nproc: int | None,
+        max_restarts: int, **flags: Any) -> None:
     """Learn to generate poses and viewpoints the estimator fails on, build a dataset, fine-tune, evaluate."""
+    from .. import distributed
     from ..loop import PoseGenRun
 
+    if nproc is not None and not distributed.launched_by_torchrun():
+        launch_local(nproc, max_restarts)
+        return
     if resume_dir:
         if config_file or sets or any(v is not None for v in flags.values()):
             raise ConfigError("--resume continues a run with its saved config.json; pass no other options with it.")
         if not Path(resume_dir).is_dir():
             raise ConfigError(f"--resume: {resume_dir} does not exist.")
-        result = PoseGenRun.resume(resume_dir).run()
+        runner = PoseGenRun.resume(resume_dir)
     else:
         cfg = resolve_config(config_file, flags, sets)
-        result = PoseGenRun(cfg, overwrite=overwrite).run()
-    click.echo(f"run folder: {result.run_dir}")
+        restarted = restarted_run(cfg)
+        runner = PoseGenRun.resume(restarted) if restarted else PoseGenRun(cfg, overwrite=overwrite)
+    main = distributed.world().main
+    try:
+        result = runner.run()
+    finally:
+        distributed.shutdown()
+    if main:
+        click.echo(f"run folder: {result.run_dir}")
+
+
+def restarted_run(cfg: RunConfig) -> Path | None:
+    """The run folder to continue when torchrun restarted this process group after a process died
+    (``--max-restarts``): the same command line then resumes the run it started, from its last checkpoint."""
+    import os
+
+    from ..run_folder import config_differences, is_run_folder, started_config
+
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) == 0 or not cfg.out:
+        return None
+    out = Path(cfg.out)
+    if not (is_run_folder(out) and (out / "config.json").is_file()):
+        return None  # the first attempt died before it wrote the folder: start afresh
+    started = started_config(out)
+    # an earlier run with another configuration (the first attempt died before replacing it): start afresh
+    return out if started is not None and not config_differences(started, cfg.to_dict()) else None
+
+
+def launch_local(nproc: int, max_restarts: int) -> None:
+    """``posegen run --nproc-per-node N ...``: the same command line on N local processes, started by torch's own
+    launcher (what ``torchrun --standalone --nproc-per-node N -m posegen run ...`` does)."""
+    import sys
+
+    from torch.distributed.run import main as torchrun
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    args = _without_launcher_options(sys.argv[1:])
+    try:
+        torchrun(["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}", "-m", "posegen",
+                  *args])
+    except ChildFailedError as e:  # the processes printed their own errors above
+        failures = "; ".join(f"rank {rank} exit code {f.exitcode}" for rank, f in e.failures.items())
+        raise click.ClickException(f"the distributed run failed ({failures}); see the processes' errors above. A "
+                                   "stopped run continues with `posegen run --resume RUN_FOLDER --nproc-per-node N`.")
+
+
+def _without_launcher_options(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--nproc-per-node", "--max-restarts"):
+            skip = True
+            continue
+        if a.startswith(("--nproc-per-node=", "--max-restarts=")):
+            continue
+        out.append(a)
+    return out

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import distributed
 from ..body_models import create_body_model
 from ..camera import Intrinsics
 from ..config import RunConfig
@@ -73,7 +74,7 @@ def build_parts(cfg: RunConfig, run_dir: Path | None, log: Callable[[str], None]
         source = _load_split(cfg.source_pose_source, cfg.source_pose_source_options, cfg, log)
     body = create_body_model(cfg.smpl_model)
     intr = Intrinsics.framing(cfg.image_size, cfg.camera_distance)
-    device = cfg.torch_device
+    device = distributed.local_device(cfg.torch_device)
     body.to(device)
     disc.to(device)
     if isinstance(renderer, nn.Module):
@@ -107,7 +108,8 @@ def _build_estimator(
     run_dir: Path | None, log: Callable[[str], None], device: torch.device,
 ) -> Estimator:
     pretrained_path = run_dir / "checkpoints" / "estimator_pretrained.pt" if run_dir else None
-    if pretrained_path is not None and pretrained_path.is_file() and isinstance(cfg.estimator, str):
+    # every rank takes the same path (rank 0's view of the files): pre-training is a collective operation
+    if pretrained_path is not None and distributed.from_main(pretrained_path.is_file()) and isinstance(cfg.estimator, str):
         return create_estimator(cfg.estimator, checkpoint=pretrained_path, **cfg.estimator_options).to(device)  # resume
     if not isinstance(cfg.estimator, str):
         est = cfg.estimator.to(device)
@@ -115,7 +117,7 @@ def _build_estimator(
         est = create_estimator(cfg.estimator, checkpoint=cfg.estimator_checkpoint, **cfg.estimator_options).to(device)
     else:
         est = _pretrained_from_scratch(cfg, renderer, body, train, log, device)
-    if pretrained_path is not None:
+    if pretrained_path is not None and distributed.world().main:
         est.save_checkpoint(pretrained_path)
     return est
 
@@ -133,9 +135,11 @@ def _pretrained_from_scratch(
         "pose_source_options": cfg.source_pose_source_options if cfg.source_pose_source else cfg.pose_source_options,
         "test_fraction": cfg.test_fraction, "image_size": cfg.image_size, "distance": cfg.camera_distance,
         "pretrain": vars(cfg.pretrain) | {"cache": None}, "seed": cfg.setting_seed, "smpl": cfg.smpl_model, "v": 2,
+        # pre-training on N processes trains on N times the batch: another model (the key at one process is unchanged)
+        **({"world_size": distributed.world().size} if distributed.world().active else {}),
     })
     cached = cache_dir() / "pretrained" / f"{cfg.estimator}-{key}.pt"
-    if cfg.pretrain.cache and cached.is_file():
+    if distributed.from_main(cfg.pretrain.cache and cached.is_file()):
         est = create_estimator(cfg.estimator, checkpoint=cached, **cfg.estimator_options).to(device)
         if not non_finite_entries(est.state_dict()):
             log(f"pre-trained {cfg.estimator} from the cache: {cached}")
@@ -153,7 +157,7 @@ def _pretrained_from_scratch(
         log=lambda row: log(f"  pretrain step {row['step']}: loss {row['loss']:.4f}, val MPJPE {row['val_mpjpe_mm']:.1f} mm"),
         say=log,
     )
-    if cfg.pretrain.cache:
+    if cfg.pretrain.cache and distributed.world().main:
         ensure_finite(est.state_dict(), f"the pre-trained {cfg.estimator} to the cache")
         est.save_checkpoint(cached, curve=curve)
     return est

@@ -19,7 +19,8 @@ from ..history_pool import HistoryPool
 from ..interfaces import Discriminator, Estimator, PoseSet
 from ..scene import SceneBatch, render_scene, sample_poses, source_viewpoints
 from ..strategies import Strategies
-from .build import Parts, stage_generator, stage_seed
+from .. import distributed
+from .build import Parts, stage_seed
 
 
 @dataclass
@@ -34,17 +35,30 @@ class TrainState:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     opt_p: torch.optim.Optimizer
-    pool: HistoryPool
-    rng: torch.Generator
+    pool: HistoryPool  # global (every rank's fakes), kept up to date on rank 0, drawn from stream 0
+    rngs: list[torch.Generator]  # this process's random streams (one, unless ``streams`` > world size)
+    streams: int  # the run's random streams, over all processes
     stage: str
     step: int
     real: PoseSet  # D's real poses
 
+    @property
+    def rng(self) -> torch.Generator:
+        """The first random stream of this process (the only one of a single-process run)."""
+        return self.rngs[0]
+
+    def reseed(self, stage: str, seed: int) -> None:
+        """Fresh random streams for ``stage`` (stream 0 is the single-process run's generator)."""
+        self.rngs = distributed.stream_generators(stage_seed(seed, stage), self.streams)
+
     def state_dict(self) -> dict[str, Any]:
+        """Every rank must call this (it gathers the random streams); only rank 0's copy is written."""
+        states = distributed.gather_generator_states(self.rngs)
         return {
             "stage": self.stage, "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
             "P": self.P.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "opt_p": self.opt_p.state_dict(), "pool": self.pool.state_dict(), "rng": self.rng.get_state(),
+            "opt_p": self.opt_p.state_dict(), "pool": self.pool.state_dict(), "rng": states[0],
+            "rng_streams": states, "streams": self.streams, "world_size": distributed.world().size,
         }
 
     def load_state_dict(self, s: dict[str, Any], device: torch.device) -> None:
@@ -56,7 +70,12 @@ class TrainState:
         self.opt_d.load_state_dict(s["opt_d"])
         self.opt_p.load_state_dict(s["opt_p"])
         self.pool.load_state_dict(s["pool"], device)
-        self.rng.set_state(s["rng"])
+        states = s.get("rng_streams") or [s["rng"]]  # checkpoints from before streams hold one
+        self.streams = len(states)
+        owned = distributed.local_streams(self.streams)  # ConfigError when this world size does not divide it
+        self.rngs = [torch.Generator() for _ in owned]
+        for g, k in zip(self.rngs, owned):
+            g.set_state(states[k].clone())
 
 
 def init_training(cfg: RunConfig, parts: Parts, device: torch.device) -> TrainState:
@@ -66,11 +85,15 @@ def init_training(cfg: RunConfig, parts: Parts, device: torch.device) -> TrainSt
         max_elevation=cfg.max_elevation, max_roll=cfg.max_roll, shape_dim=generated_shape_dim(cfg.generate_shape, parts.renderer),
     ).to(device)
     D, P = parts.discriminator, parts.estimator
+    for module in (G, D, P):  # every rank starts from rank 0's weights (as DistributedDataParallel does)
+        distributed.broadcast_parameters(module)
+    streams = cfg.streams or distributed.world().size
+    distributed.check_streams(streams)
     return TrainState(
         G=G, D=D, P=P, P_pretrained=copy.deepcopy(P).eval(),
         opt_g=torch.optim.Adam(G.parameters(), lr=cfg.lr_g), opt_d=torch.optim.Adam(D.parameters(), lr=cfg.lr_d),
         opt_p=torch.optim.Adam(P.parameters(), lr=cfg.lr_p), pool=HistoryPool(cfg.pool_size),
-        rng=stage_generator(cfg.seed, "gan"), stage=("gan" if cfg.iters > 0 else "dataset"), step=0, real=parts.split.train,
+        rngs=distributed.stream_generators(stage_seed(cfg.seed, "gan"), streams), streams=streams, stage=("gan" if cfg.iters > 0 else "dataset"), step=0, real=parts.split.train,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .. import metrics
+from .. import distributed, metrics
 from ..errors import PosegenError
 from ..interfaces import Estimator
 from ..io import atomic_write_json
@@ -45,12 +45,18 @@ def orientation_error_deg(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tens
 
 def evaluate_estimator(estimator: Estimator, scene: SceneBatch, batch: int = 64) -> dict[str, Any]:
     """MPJPE and PA-MPJPE (mm) and the root-orientation error (degrees) of ``estimator`` on a rendered evaluation
-    set, plus per-sample errors for reports."""
+    set, plus per-sample errors for reports. In a distributed run each rank predicts a contiguous share of the set
+    and every rank receives all predictions."""
     estimator.eval()
     dev = module_device(estimator)
+    world = distributed.world()
+    counts = distributed.shares(len(scene.images), world.size)
+    first = sum(counts[: world.rank])
+    images = scene.images[first : first + counts[world.rank]]
     with torch.no_grad():
-        pred = torch.cat([estimator(scene.images[i : i + batch].to(dev)).joints.cpu()
-                          for i in range(0, len(scene.images), batch)])
+        pred = torch.cat([estimator(images[i : i + batch].to(dev)).joints.cpu() for i in range(0, len(images), batch)]
+                         or [torch.zeros(0, *scene.joints.shape[1:])])
+    pred = distributed.all_gather_rows(pred)
     truth = scene.joints.cpu()
     per = metrics.mpjpe(pred, truth)
     pa = metrics.pa_mpjpe(pred, truth)
@@ -91,8 +97,9 @@ def evaluate_and_report(ctx: RunContext, elapsed: float) -> dict[str, Any]:
         },
     }
     ctx.metric({"stage": "evaluate", "step": 1, **{f"{s}_{k}": v for s, r in table.items() for k, v in r.items()}})
-    atomic_write_json(summary, ctx.run_dir / "summary.json")
-    if cfg.report:
+    if distributed.world().main:
+        atomic_write_json(summary, ctx.run_dir / "summary.json")
+    if cfg.report and distributed.world().main:
         from ..report import write_report
 
         try:

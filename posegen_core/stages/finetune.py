@@ -7,11 +7,11 @@ import math
 
 import torch
 
+from .. import distributed
 from ..config import RunConfig
 from ..interfaces import EstimatorOutput
 from ..io import atomic_torch_save
 from ..pretrain import supervised_loss
-from .build import stage_generator
 from .context import RunContext
 
 
@@ -46,7 +46,7 @@ def finetune(ctx: RunContext, data: dict[str, torch.Tensor] | None) -> None:
     cfg, st = ctx.cfg, ctx.state
     steps = cfg.finetune_steps if cfg.finetune in ("after", "both") and data is not None else 0
     if st.step == 0:  # a fresh stage (on resume past step 0, rng and optimiser come from the checkpoint)
-        st.rng = stage_generator(cfg.seed, "finetune")
+        st.reseed("finetune", cfg.seed)
         st.opt_p = torch.optim.Adam(st.P.parameters(), lr=cfg.lr_p)
     n_gen, n_src = finetune_split(cfg)
     task = ctx.reporter.task("fine-tune estimator", steps, st.step)
@@ -54,17 +54,25 @@ def finetune(ctx: RunContext, data: dict[str, torch.Tensor] | None) -> None:
         for group in st.opt_p.param_groups:  # cosine decay: a deterministic function of the step (resumable)
             group["lr"] = cfg.lr_p * 0.5 * (1.0 + math.cos(math.pi * st.step / steps))
         assert data is not None
-        idx = torch.randint(len(data["images"]), (n_gen,), generator=st.rng)
-        images = data["images"][idx].to(ctx.device).float() / 255.0
-        loss = finetune_loss(ctx, images, data["joints"][idx].to(ctx.device), data["rotations"][idx].to(ctx.device),
-                             n_src, st.rng)
+
+        def stream_loss(gen: torch.Generator) -> torch.Tensor:
+            """``finetune_batch`` images of one random stream (every stream draws from the whole set)."""
+            idx = torch.randint(len(data["images"]), (n_gen,), generator=gen)
+            images = data["images"][idx].to(ctx.device).float() / 255.0
+            return finetune_loss(ctx, images, data["joints"][idx].to(ctx.device),
+                                 data["rotations"][idx].to(ctx.device), n_src, gen)
+
+        loss = distributed.mean(distributed.shards_from_same_buffers(
+            st.P, [lambda g=g: stream_loss(g) for g in st.rngs]))
         ctx.check_finite({"loss_p": loss})
         st.opt_p.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(st.P)
+        distributed.average_buffers(st.P)
         st.opt_p.step()
         st.step += 1
         if st.step % cfg.log_every == 0 or st.step == steps:
-            row = {"stage": "finetune", "step": st.step, "loss_p": loss.item()}
+            row = distributed.mean_over_ranks({"stage": "finetune", "step": st.step, "loss_p": loss.item()})
             ctx.metric(row)
             ctx.reporter.update(task, st.step, row)
         if st.step % cfg.checkpoint_every == 0 or st.step == steps:
@@ -73,6 +81,8 @@ def finetune(ctx: RunContext, data: dict[str, torch.Tensor] | None) -> None:
     st.P.eval()
     st.stage, st.step = "evaluate", 0
     ckpt = ctx.run_dir / "checkpoints"
-    st.P.save_checkpoint(ckpt / "estimator_final.pt")
-    atomic_torch_save({"G": st.G.state_dict(), "D": st.D.state_dict(), "config": cfg.to_dict()}, ckpt / "generator.pt")
+    if distributed.world().main:  # every rank holds the same weights; one writes them
+        st.P.save_checkpoint(ckpt / "estimator_final.pt")
+        atomic_torch_save({"G": st.G.state_dict(), "D": st.D.state_dict(), "config": cfg.to_dict()},
+                          ckpt / "generator.pt")
     ctx.save_state()
