@@ -84,7 +84,7 @@ def make_run(folder: Path) -> Path:
 def export(n: int, args: argparse.Namespace, tmp: Path, run_dir: Path) -> float:
     cmd = launcher(n) + ["export", str(run_dir), "--out", str(tmp / f"export-{n}"), "--samples",
                          str(args.export_samples), "--size", str(args.export_size), "--shard-size", "256",
-                         "--threads", "1", "--device", args.device]
+                         "--threads", "1", "--encode-threads", str(args.encode_threads), "--device", args.device]
     stdout, cpu = run(cmd, tmp)
     found = re.search(r"in ([0-9.]+) s \(", stdout)  # the export's own time, without the processes' start-up
     if found is None:
@@ -100,12 +100,14 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=10, help="timed GAN iterations (as many again warm up)")
     ap.add_argument("--export-samples", type=int, default=4096)
     ap.add_argument("--export-size", type=int, default=128)
+    ap.add_argument("--encode-threads", type=int, default=0,
+                    help="PNG threads per export process (0: in the rendering thread, so one thread per process)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     worlds = [int(w) for w in args.worlds.split(",")]
     result: dict = {"benchmark": "scale", "worlds": worlds, "batch_size_per_process": args.batch_size,
                     "image_size": args.image_size, "iters": args.iters, "export_samples": args.export_samples,
-                    "export_size": args.export_size, "threads_per_process": 1, "device": args.device,
+                    "export_size": args.export_size, "encode_threads": args.encode_threads, "threads_per_process": 1, "device": args.device,
                     "backend": "nccl" if args.device.startswith("cuda") else "gloo"}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -207,6 +207,7 @@ class ExportSettings:
     shard_size: int = DEFAULT_SHARD
     name: str = "posegen"  # the dataset's name in SPIN's config (its fits file is <name>_fits.npy)
     write_images: bool = True
+    encode_threads: int = 2  # threads encoding PNGs while the next chunk renders; 0: in the rendering thread
 
     def check(self) -> "ExportSettings":
         if self.samples < 1:
@@ -218,6 +219,9 @@ class ExportSettings:
             )
         if self.shard_size < CHUNK or self.shard_size % CHUNK:
             raise ConfigError(f"--shard-size must be a positive multiple of {CHUNK}; got {self.shard_size}.")
+        if self.encode_threads < 0:
+            raise ConfigError(f"--encode-threads must be 0 (encode in the rendering thread) or more; got "
+                              f"{self.encode_threads}.")
         if not self.name or any(c in self.name for c in "/\\\0"):
             raise ConfigError(f"--name must be a plain dataset name (it names <name>_fits.npy); got {self.name!r}.")
         return self
@@ -309,7 +313,7 @@ def export_dataset(
             say(f"resuming the export in {partial}: {done} of {n} samples already written")
         reporter.update(task, done, None)
         t0, written = time.time(), 0
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, settings.encode_threads)) as pool:
             for k in mine:
                 start = shards[k]
                 if _shard_path(partial, k).is_file():
@@ -321,7 +325,9 @@ def export_dataset(
                     m = min(CHUNK, stop - s)
                     chunk = source.chunk(s // CHUNK, m, intr if settings.write_images else None)
                     fields.append(spin_fields(chunk, intr, source.distance))
-                    if settings.write_images:
+                    if settings.write_images and not settings.encode_threads:
+                        _write_pngs(partial, names[s : s + m], chunk["images"].numpy())
+                    elif settings.write_images:
                         pending.append(pool.submit(_write_pngs, partial, names[s : s + m], chunk["images"].numpy()))
                         while len(pending) > 2:  # at most ~3 chunks of pixels in memory; errors surface here
                             pending.pop(0).result()

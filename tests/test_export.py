@@ -185,6 +185,7 @@ def test_export_command_errors(tmp_path):
         ([str(run), "--out", str(tmp_path / "x"), "--samples", "0"], "--samples must be at least 1"),
         ([str(run), "--out", str(tmp_path / "x"), "--shard-size", "100"], "multiple of 64"),
         ([str(run), "--out", str(tmp_path / "x"), "--threads", "0"], "--threads must be at least 1"),
+        ([str(run), "--out", str(tmp_path / "x"), "--encode-threads", "-1"], "--encode-threads must be 0"),
     ]
     for args, message in cases:
         r = _export(*args)
@@ -236,6 +237,20 @@ def test_interrupted_export_leaves_no_dataset_and_resumes_to_the_same_one(tmp_pa
         np.testing.assert_array_equal(a[key], b[key])
     for name in a["imgname"][[0, 70, 149]]:
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "broken" / name).read_bytes()
+
+
+def test_export_encoding_in_the_rendering_thread_writes_the_same_dataset(tmp_path):
+    """encode_threads = 0 (one thread per process, e.g. for a CPU allotment) changes where PNGs are encoded, not what
+    is written."""
+    settings = ExportSettings(samples=70, size=32, seed=1, shard_size=64)
+    export_dataset(tmp_path / "threads", _source(), settings)
+    export_dataset(tmp_path / "inline", _source(), ExportSettings(samples=70, size=32, seed=1, shard_size=64,
+                                                                  encode_threads=0))
+    a, b = _load(tmp_path / "threads"), _load(tmp_path / "inline")
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    for name in a["imgname"]:
+        assert (tmp_path / "threads" / name).read_bytes() == (tmp_path / "inline" / name).read_bytes()
 
 
 # ------------------------------------------------------------------------------------------------ the loop

@@ -67,6 +67,7 @@ def export_run(
     overwrite: bool = False,
     threads: int | None = None,
     console: Any = None,
+    encode_threads: int = 2,
 ) -> dict[str, Any]:
     """Library form of ``posegen export``; returns a summary (folder, samples, size, seconds, images/s)."""
     import time
@@ -108,7 +109,7 @@ def export_run(
         samples=cfg.samples if samples is None else samples,
         size=_default_size(cfg) if size is None else size,
         seed=stage_seed(cfg.seed, "dataset") if seed is None else seed,
-        shard_size=shard_size or DEFAULT_SHARD, name=name, write_images=images,
+        shard_size=shard_size or DEFAULT_SHARD, name=name, write_images=images, encode_threads=encode_threads,
     ).check()
     source = GeneratedSource(G.to(dev), create_prior(cfg.prior), cfg.latent_dim, renderer, body, cfg.camera_distance,
                              cfg.subject, settings.seed, dev)
@@ -137,15 +138,19 @@ def export_run(
 @click.option("--images/--no-images", default=True, show_default=True, help="Write the PNG images.")
 @click.option("--device", default="cpu", show_default=True, help="torch device for G and the renderer (auto, cpu, cuda).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier posegen export in --out.")
-@click.option("--threads", type=int, help="torch threads for rendering (PNGs are encoded in two more threads).")
-def export(run_dir, out, samples, size, seed, shard_size, name, images, device, overwrite, threads) -> None:
+@click.option("--threads", type=int, help="torch threads for rendering (PNGs are encoded in --encode-threads more).")
+@click.option("--encode-threads", type=int, default=2, show_default=True,
+              help="Threads encoding PNGs while the next chunk renders; 0 encodes in the rendering thread.")
+def export(run_dir, out, samples, size, seed, shard_size, name, images, device, overwrite, threads,
+           encode_threads) -> None:
     """Export a finished run's generator as a dataset in SPIN's layout (images/*.png, annotations.npz, fits).
 
     An interrupted export continues from its last complete shard when run again with the same options."""
     from .. import distributed
 
     try:
-        s = export_run(run_dir, out, samples, size, seed, shard_size, name, images, device, overwrite, threads)
+        s = export_run(run_dir, out, samples, size, seed, shard_size, name, images, device, overwrite, threads,
+                       encode_threads=encode_threads)
         main = distributed.world().main
     finally:
         distributed.shutdown()
