@@ -2,7 +2,7 @@
 torch thread per process, gloo), and the scaling efficiency (samples/s at 2 processes over samples/s at 1; target
 >= 1.6x, docs/DISTRIBUTED.md).
 
-    .venv/bin/python benchmarks/scale.py [--worlds 1,2] [--batch-size 32] [--iters 10] [--export-samples 4096]
+    .venv/bin/python benchmarks/scale.py [--worlds 1,2] [--batch-size 32] [--iters 40] [--export-samples 16384]
                                          [--export-size 128] [--device cpu|cuda]
 
 Each measurement starts the real command line under torch's launcher
@@ -97,8 +97,8 @@ def main() -> None:
     ap.add_argument("--worlds", default="1,2", help="world sizes to measure, the first is the baseline")
     ap.add_argument("--batch-size", type=int, default=32, help="GAN samples per process and step")
     ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--iters", type=int, default=10, help="timed GAN iterations (as many again warm up)")
-    ap.add_argument("--export-samples", type=int, default=4096)
+    ap.add_argument("--iters", type=int, default=40, help="timed GAN iterations (as many again warm up)")
+    ap.add_argument("--export-samples", type=int, default=16384)
     ap.add_argument("--export-size", type=int, default=128)
     ap.add_argument("--encode-threads", type=int, default=0,
                     help="PNG threads per export process (0: in the rendering thread, so one thread per process)")
