@@ -273,10 +273,10 @@ def main() -> None:
         est = pg.create_estimator("simple", checkpoint=ckpt)
         curve = torch.load(ckpt, weights_only=True).get("curve", [])
     else:
+        torch.manual_seed(0)  # the estimator's initial weights: without it a cold start pre-trains another model
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             est = pg.create_estimator("simple")
-        torch.manual_seed(0)
         curve = pretrain_estimator(est, renderer, body, poses["source_train"], pre_cfg, budget["image_size"], 4.0,
                                    seed=0, subject=train_subject, log=lambda r: console.log(r))
         est.save_checkpoint(ckpt, curve=curve)

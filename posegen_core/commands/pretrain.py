@@ -12,6 +12,7 @@ from ..body_models import create_body_model
 from ..config import PretrainConfig, RunConfig, resolve_device
 from ..plugins import create_estimator, create_pose_source, create_renderer
 from ..pretrain import pretrain_estimator
+from ..stages.build import stage_seed
 from ..progress import Reporter
 from ..run_folder import ensure_finite
 from ..validation import check_renderer_weights
@@ -49,6 +50,8 @@ def pretrain(estimator: str, renderer: str, renderer_checkpoint: str | None, ran
     dev = distributed.local_device(torch.device(resolve_device(device)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # seeded: the same --seed gives the same model, and every process of a torchrun starts from the same weights
+        torch.manual_seed(stage_seed(seed, "estimator_init"))
         est = create_estimator(estimator).to(dev)
     rend = create_renderer(renderer, **({"checkpoint": renderer_checkpoint} if renderer_checkpoint else {}))
     if isinstance(rend, torch.nn.Module):
