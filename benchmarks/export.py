@@ -30,8 +30,10 @@ from posegen_core.generator import PoseGenerator
 from posegen_core.io import atomic_torch_save, atomic_write_json
 
 
-def make_run(folder: Path) -> Path:
-    cfg = pg.RunConfig(estimator="spin")  # SPIN's input size is 224: the export's default size
+def make_run(folder: Path, **config) -> Path:
+    """A run folder holding a freshly initialised generator (the renderer's cost does not depend on training); by
+    default for SPIN, whose input size (224) is the export's default size."""
+    cfg = pg.RunConfig(**{"estimator": "spin", **config})
     torch.manual_seed(0)
     G = PoseGenerator(cfg.latent_dim, viewpoint=cfg.generate_viewpoint, viewpoint_param=cfg.viewpoint_param,
                       k_max=cfg.k_max, max_elevation=cfg.max_elevation, max_roll=cfg.max_roll)

@@ -33,9 +33,7 @@ from pathlib import Path
 
 import torch
 
-import posegen_core as pg
-from posegen_core.generator import PoseGenerator
-from posegen_core.io import atomic_torch_save, atomic_write_json
+from export import make_run  # benchmarks/export.py: a run folder holding a freshly initialised generator
 
 
 def launcher(n: int) -> list[str]:
@@ -71,16 +69,6 @@ def loop(n: int, args: argparse.Namespace, tmp: Path) -> float:
     return [r for r in rows if r["stage"] == "gan"][-1]["samples_per_s"], cpu  # the timed half, all processes
 
 
-def make_run(folder: Path) -> Path:
-    cfg = pg.RunConfig()
-    torch.manual_seed(0)
-    G = PoseGenerator(cfg.latent_dim, viewpoint=cfg.generate_viewpoint, viewpoint_param=cfg.viewpoint_param,
-                      k_max=cfg.k_max, max_elevation=cfg.max_elevation, max_roll=cfg.max_roll)
-    atomic_write_json(cfg.to_dict(), folder / "config.json")
-    atomic_torch_save({"G": G.state_dict(), "config": cfg.to_dict()}, folder / "checkpoints" / "generator.pt")
-    return folder
-
-
 def export(n: int, args: argparse.Namespace, tmp: Path, run_dir: Path) -> float:
     cmd = launcher(n) + ["export", str(run_dir), "--out", str(tmp / f"export-{n}"), "--samples",
                          str(args.export_samples), "--size", str(args.export_size), "--shard-size", "256",
@@ -111,7 +99,7 @@ def main() -> None:
                     "backend": "nccl" if args.device.startswith("cuda") else "gloo"}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        run_dir = make_run(tmp / "generator-run")
+        run_dir = make_run(tmp / "generator-run", estimator="simple")
         for kind in ("loop", "export"):
             measured = {w: (loop(w, args, tmp) if kind == "loop" else export(w, args, tmp, run_dir)) for w in worlds}
             base = measured[worlds[0]][0]
