@@ -7,8 +7,9 @@
   ``feedback_shape``), ``banded`` (PoseAug: the error relative to a source-like view, held inside a rising band),
   ``split`` (articulation and viewpoint bands apart, with their own weights); both take an optional camera prior;
 - samplers (``RunConfig.sampler``): ``generator`` (G's samples), ``error_weighted`` (G's samples resampled by the
-  estimator's error: a control), ``plausible`` (G's samples nearest to a real pose), ``filtered`` (AdaptPose: keep relative hardness inside a band, optionally mixed
-  with unfiltered samples), ``target_like`` (the oracle: real poses from novel views).
+  estimator's error: a control), ``plausible`` (G's samples nearest to a real pose), ``filtered`` (AdaptPose: keep
+  relative hardness inside a band, optionally mixed with unfiltered samples), ``target_like`` (the oracle: real poses
+  from novel views).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from .hardness import BandedHardness, PaperHardness, SplitHardness
 from .samplers import ErrorWeightedSampler, FilteredSampler, GeneratorSampler, PlausibleSampler, TargetLikeSampler
 
 __all__ = ["BandedHardness", "ErrorWeightedSampler", "FilteredSampler", "GeneratorSampler", "NoFeedback",
-           "PaperHardness", "PlausibleSampler", "PoseFeedback", "RenderFeedback", "SplitHardness", "TargetLikeSampler", "ViewFeedback"]
+           "PaperHardness", "PlausibleSampler", "PoseFeedback", "RenderFeedback", "SplitHardness", "TargetLikeSampler",
+           "ViewFeedback"]
 
 
 @pg.hookimpl
