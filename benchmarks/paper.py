@@ -89,6 +89,7 @@ METHODS: dict[str, dict[str, Any]] = {
     # G's samples nearest to a real pool pose: are G's least realistic poses what costs the articulation?
     "A2-plausible": dict(feedback="none", sampler="plausible"),
     "A3-plausible": dict(feedback="render", hardness="paper", sampler="plausible"),
+    "A3-view-plausible": dict(feedback="view", hardness="paper", sampler="plausible"),  # the two together
     "oracle": dict(feedback="none", sampler="target_like", iters=0, feedback_start=0),  # the paper's "FT" rows
     # not in the default grid (--methods): the previous ablations
     "A1": dict(feedback="none", generate_viewpoint=False),
