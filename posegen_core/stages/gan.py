@@ -127,15 +127,12 @@ def train_gan(ctx: RunContext) -> None:
                 "stage": "gan", "step": st.step, "loss_g": loss_g.item(), "loss_d": loss_d.item(),
                 "adv": adv.item(), "error_mm": None if err is None else err.item() * 1000,
                 "mean_abs_elevation_deg": float(elev.abs().mean()) * 180 / math.pi,
-                "samples_per_s": n_last / max(time.time() - t_last, 1e-9),
             }
-            if len(logs) == 1:
-                row.update(logs[0])
-            for k in logs[0] if len(logs) > 1 else ():  # the hardness strategy's numbers, averaged over the streams
+            for k in logs[0] if logs else ():  # the hardness strategy's numbers, averaged over the streams
                 row[k] = sum(float(one[k]) for one in logs) / len(logs)
             if loss_p is not None:
                 row["loss_p"] = loss_p.item()
-            row = distributed.mean_over_ranks(row)
+            row = distributed.mean_over_ranks(row)  # every rank's numbers, then the samples of all of them per second
             row["samples_per_s"] = n_last / max(time.time() - t_last, 1e-9)
             t_last, n_last = time.time(), 0
             ctx.metric(row)
