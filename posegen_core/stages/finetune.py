@@ -62,14 +62,7 @@ def finetune(ctx: RunContext, data: dict[str, torch.Tensor] | None) -> None:
             return finetune_loss(ctx, images, data["joints"][idx].to(ctx.device),
                                  data["rotations"][idx].to(ctx.device), n_src, gen)
 
-        loss = distributed.mean(distributed.shards_from_same_buffers(
-            st.P, [lambda g=g: stream_loss(g) for g in st.rngs]))
-        ctx.check_finite({"loss_p": loss})
-        st.opt_p.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(st.P)
-        distributed.average_buffers(st.P)
-        st.opt_p.step()
+        loss = estimator_step(ctx, [lambda g=g: stream_loss(g) for g in st.rngs])
         st.step += 1
         if st.step % cfg.log_every == 0 or st.step == steps:
             row = distributed.mean_over_ranks({"stage": "finetune", "step": st.step, "loss_p": loss.item()})
@@ -86,3 +79,18 @@ def finetune(ctx: RunContext, data: dict[str, torch.Tensor] | None) -> None:
         atomic_torch_save({"G": st.G.state_dict(), "D": st.D.state_dict(), "config": cfg.to_dict()},
                           ckpt / "generator.pt")
     ctx.save_state()
+
+
+def estimator_step(ctx: RunContext, stream_losses: list) -> torch.Tensor:
+    """One optimiser step of the estimator on the mean of its per-stream losses (``stream_losses``: one callable per
+    local stream, each a training-mode forward), gradients and BatchNorm statistics averaged over the processes;
+    returns the loss. Both the fine-tuning stage and the GAN loop's in-loop updates take it."""
+    st = ctx.state
+    loss = distributed.mean(distributed.shards_from_same_buffers(st.P, stream_losses))
+    ctx.check_finite({"loss_p": loss})
+    st.opt_p.zero_grad(set_to_none=True)
+    loss.backward()
+    distributed.average_gradients(st.P)
+    distributed.average_buffers(st.P)
+    st.opt_p.step()
+    return loss

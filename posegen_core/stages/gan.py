@@ -22,7 +22,7 @@ from ..plugins import get_registry
 from ..scene import SceneBatch, sample_poses
 from ..strategies import FeedbackBatch, reference_views
 from .context import RunContext
-from .finetune import finetune_loss, finetune_split
+from .finetune import estimator_step, finetune_loss, finetune_split
 
 
 @dataclass
@@ -109,14 +109,7 @@ def train_gan(ctx: RunContext) -> None:
         # in-loop fine-tuning of the estimator on this batch (after G's backward, which went through P)
         loss_p = None
         if cfg.finetune in ("loop", "both") and st.step >= cfg.feedback_begins:
-            loss_p = distributed.mean(distributed.shards_from_same_buffers(
-                st.P, [lambda sh=sh: _finetune_on(ctx, sh) for sh in shares]))
-            ctx.check_finite({"loss_p": loss_p})
-            st.opt_p.zero_grad(set_to_none=True)
-            loss_p.backward()
-            distributed.average_gradients(st.P)
-            distributed.average_buffers(st.P)
-            st.opt_p.step()
+            loss_p = estimator_step(ctx, [lambda sh=sh: _finetune_on(ctx, sh) for sh in shares])
         ctx.batch_subject = None
         st.step += 1
         n_last += cfg.batch_size * st.streams
